@@ -1,0 +1,219 @@
+"""Redis pub/sub transport: SUBSCRIBE to listen, PUBLISH to send.
+
+The listener owns one dedicated connection; sending goes through a separate
+redis-py client with its own connection pool. Liveness is checked by sending
+PING on the subscribed connection when it has been idle for
+``ping_interval`` seconds and closing it if no reply comes within
+``ping_timeout`` seconds.
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import logging
+import time
+
+from .._compat import monotonic
+from ..exceptions import ConfigurationError, MissingDependencyError, TransportError
+from .base import Subscription, Transport, wait_readable
+
+log = logging.getLogger(__name__)
+
+try:
+    import redis as redis_module
+except ImportError as _import_error:  # pragma: no cover - depends on the venv
+    redis_module = None
+    _redis_import_error = _import_error
+
+
+def _require_redis():
+    if redis_module is None:
+        raise MissingDependencyError("redis", "redis", _redis_import_error)
+    return redis_module
+
+
+class LivenessError(Exception):
+    """The server did not answer PING in time."""
+
+
+class RedisTransport(Transport):
+    """Transport for ``redis://``, ``rediss://`` and ``unix://`` URLs."""
+
+    name = "redis"
+
+    def __init__(self, url, channel, ping_interval=10.0, ping_timeout=5.0,
+                 connect_timeout=5.0, send_retries=2, redis_options=None):
+        super(RedisTransport, self).__init__(url, channel)
+        _require_redis()
+        for option, value in (("ping_interval", ping_interval),
+                              ("ping_timeout", ping_timeout),
+                              ("connect_timeout", connect_timeout)):
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigurationError(
+                    "invalid %s %r: use a number of seconds greater than 0"
+                    % (option, value))
+        self.ping_interval = float(ping_interval)
+        self.ping_timeout = float(ping_timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.send_retries = int(send_retries)
+        self._redis_options = dict(redis_options or {})
+        self._client = None
+        try:
+            # Parse the URL now, so that a bad URL fails in from_url() and
+            # not later in a background thread.
+            self._make_client(socket_timeout=self.connect_timeout)
+        except ValueError as exc:
+            raise ConfigurationError(
+                "invalid Redis URL %s (%s): use redis://[:password@]host:port/db,"
+                " rediss://... or unix:///path/to/redis.sock" % (self.describe_url(), exc))
+
+    def describe_url(self):
+        from ..urls import redact_url
+        return redact_url(self.url)
+
+    def _make_client(self, **overrides):
+        options = {
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_keepalive": True,
+        }
+        options.update(self._redis_options)
+        options.update(overrides)
+        return _require_redis().Redis.from_url(self.url, **options)
+
+    def _sender(self):
+        client = self._client
+        if client is None:
+            # The pool checks os.getpid() itself and starts afresh in a
+            # forked child, so one client serves the parent and its children.
+            client = self._client = self._make_client(
+                socket_timeout=self.connect_timeout, health_check_interval=30)
+        return client
+
+    def send(self, payload, **options):
+        if options:
+            raise TypeError("redis:// takes no send options, got %s"
+                            % ", ".join(sorted(options)))
+        errors = _require_redis().exceptions
+        attempt = 0
+        while True:
+            try:
+                return self._sender().publish(self.channel, payload)
+            except (errors.ConnectionError, errors.TimeoutError) as exc:
+                # A pooled connection may be stale after a server restart;
+                # the pool replaces it on the next attempt. A retry can
+                # deliver a message twice if only the reply was lost.
+                attempt += 1
+                if attempt > self.send_retries:
+                    raise TransportError(
+                        "PUBLISH to %s failed after %d attempts: %s; check "
+                        "that the Redis server is running"
+                        % (self.describe(), attempt, exc))
+                log.warning("Transport %s: PUBLISH failed (%s); retrying",
+                            self.describe(), exc)
+                time.sleep(0.05 * attempt)
+
+    def open_subscription(self):
+        return _RedisSubscription(self)
+
+    def reset_after_fork(self):
+        # redis-py's pool discards its connections itself in a new process.
+        pass
+
+    def close(self):
+        client, self._client = self._client, None
+        if client is not None:
+            client.connection_pool.disconnect()
+
+
+class _RedisSubscription(Subscription):
+    def __init__(self, transport):
+        self._transport = transport
+        # socket_timeout bounds a read that started on a readable socket but
+        # stalls halfway through a reply.
+        client = transport._make_client(
+            socket_timeout=max(transport.ping_timeout, transport.connect_timeout))
+        self._client = client
+        self._pubsub = client.pubsub()
+        self._ping_sent_at = None
+        try:
+            self._subscribe()
+        except Exception:
+            self.close()
+            raise
+        self._last_activity = monotonic()
+
+    def _subscribe(self):
+        self._pubsub.subscribe(self._transport.channel)
+        deadline = monotonic() + self._transport.connect_timeout
+        while True:
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                raise LivenessError(
+                    "no SUBSCRIBE confirmation within %.1f seconds"
+                    % self._transport.connect_timeout)
+            message = self._pubsub.get_message(timeout=remaining)
+            if message is not None and message.get("type") == "subscribe":
+                return
+
+    def _socket(self):
+        connection = self._pubsub.connection
+        sock = getattr(connection, "_sock", None) if connection else None
+        if sock is None:
+            raise _require_redis().exceptions.ConnectionError(
+                "the subscribed connection was closed")
+        return sock
+
+    def _drain(self):
+        payloads = []
+        while True:
+            message = self._pubsub.get_message(timeout=0)
+            if message is None:
+                return payloads
+            self._last_activity = monotonic()
+            self._ping_sent_at = None
+            if message.get("type") == "message":
+                payloads.append(message["data"])
+
+    def receive(self, timeout, wake_fd):
+        payloads = self._drain()
+        if payloads:
+            return payloads
+        sock = self._socket()
+        # An SSL socket may hold decrypted data that select() cannot see.
+        pending = getattr(sock, "pending", None)
+        if pending is not None and pending():
+            return self._drain()
+        wait = min(timeout, self._seconds_until_liveness_action())
+        readable = wait_readable([sock, wake_fd], max(wait, 0))
+        if sock in readable:
+            payloads = self._drain()
+            if not payloads and self._pubsub.connection is None:
+                raise _require_redis().exceptions.ConnectionError(
+                    "the subscribed connection was closed")
+            return payloads
+        self._check_liveness()
+        return []
+
+    def _seconds_until_liveness_action(self):
+        now = monotonic()
+        if self._ping_sent_at is not None:
+            return self._ping_sent_at + self._transport.ping_timeout - now
+        return self._last_activity + self._transport.ping_interval - now
+
+    def _check_liveness(self):
+        now = monotonic()
+        if self._ping_sent_at is not None:
+            if now - self._ping_sent_at >= self._transport.ping_timeout:
+                raise LivenessError(
+                    "no reply to PING within %.1f seconds"
+                    % self._transport.ping_timeout)
+        elif now - self._last_activity >= self._transport.ping_interval:
+            self._pubsub.ping()
+            self._ping_sent_at = now
+
+    def close(self):
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            finally:
+                self._client.connection_pool.disconnect()
