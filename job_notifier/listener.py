@@ -47,6 +47,7 @@ class Listener(object):
         self.pid = os.getpid()
         self._name = name
         self._stopping = False
+        self._dead = False
         self._subscription = None
         self._state_lock = threading.Lock()
         self._connected_cond = threading.Condition(self._state_lock)
@@ -60,7 +61,8 @@ class Listener(object):
         self._thread.start()
 
     def is_alive(self):
-        return self._thread.is_alive()
+        """Return True while the thread runs and has not begun to fail."""
+        return self._thread.is_alive() and not self._dead
 
     def stop(self, timeout=1.0):
         """Stop the thread and close the subscription; wait up to ``timeout``."""
@@ -95,7 +97,7 @@ class Listener(object):
         """Block until subscribed; return False if ``timeout`` passes first."""
         deadline = monotonic() + timeout
         with self._connected_cond:
-            while not self.stats.connected and not self._stopping:
+            while not (self.stats.connected or self._stopping or self._dead):
                 remaining = deadline - monotonic()
                 if remaining <= 0:
                     return False
@@ -117,6 +119,7 @@ class Listener(object):
                          exc_info=True)
             raise
         finally:
+            self._dead = True
             self._set_connected(False)
             if not self._stopping:
                 self.dispatcher.fail_waiters(NotifierClosed(

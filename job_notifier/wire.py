@@ -141,6 +141,10 @@ def decode(payload):
         data = json.loads(payload)
     except ValueError:
         raise MalformedMessage("payload is not JSON")
+    except RuntimeError:
+        # Deeply nested arrays exhaust the recursion limit of the decoder
+        # (RecursionError on Python 3, RuntimeError on Python 2.7).
+        raise MalformedMessage("payload is nested too deeply")
     if not isinstance(data, list) or len(data) not in (2, 3):
         raise MalformedMessage("payload is not a JSON array of 2 or 3 elements")
     raw_id, event = data[0], data[1]

@@ -1,0 +1,346 @@
+# -*- coding: utf-8 -*-
+"""Robustness of the core: churn, leaks, fuzzed input, dead listeners, secrets."""
+
+from __future__ import absolute_import, unicode_literals
+
+import gc
+import json
+import logging
+import os
+import random
+import threading
+import time
+
+import pytest
+import six
+
+from behaviour import Recorder
+from job_notifier import Notifier, NotifierClosed, WaitTimeout
+from job_notifier.transports.memory import MemoryTransport
+
+
+def _unique(name):
+    return "%s-%d-%d" % (name, os.getpid(), random.randint(0, 10 ** 9))
+
+
+class _DyingTransport(MemoryTransport):
+    """Memory transport whose subscription kills the listener thread."""
+
+    def open_subscription(self):
+        subscription = super(_DyingTransport, self).open_subscription()
+        receive = subscription.receive
+
+        def receive_then_die(timeout, wake_fd):
+            if self.die.is_set():
+                raise SystemExit("listener thread killed for the test")
+            return receive(min(timeout, 0.05), wake_fd)
+
+        subscription.receive = receive_then_die
+        return subscription
+
+
+def test_dead_listener_wakes_waiters_with_error():
+    """If the listener thread ends while open, waiters get an error."""
+    transport = _DyingTransport("memory://%s" % _unique("dying"), "dying")
+    transport.die = threading.Event()
+    notifier = Notifier(transport)
+    try:
+        notifier.start()
+        errors = []
+
+        def wait():
+            try:
+                notifier.wait_for("job", timeout=30)
+            except NotifierClosed as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        time.sleep(0.1)
+        transport.die.set()
+        thread.join(5)
+        assert not thread.is_alive()
+        assert len(errors) == 1
+        assert "stopped unexpectedly" in str(errors[0])
+        # The next use starts a new listener.
+        transport.die.clear()
+        notifier.start(timeout=5)
+        assert notifier.health()["listening"]
+    finally:
+        notifier.close()
+
+
+def test_many_waits_leave_nothing_behind():
+    """10,000 waits, half timing out, leave empty registries and flat memory."""
+    url = "memory://%s" % _unique("leak")
+    notifier = Notifier.from_url(url)
+    sender = Notifier.from_url(url)
+    notifier.start()
+
+    def run(count, offset):
+        for number in range(offset, offset + count):
+            job_id = "job-%d" % number
+            callback = notifier.on("job:%s" % job_id, lambda *args: None)
+            if number % 2:
+                with pytest.raises(WaitTimeout):
+                    notifier.wait_for(job_id, timeout=0.0005)
+            else:
+                with notifier.watch(job_id) as watch:
+                    sender.notify(job_id, "finished")
+                    assert watch.wait(timeout=5) == "finished"
+            assert notifier.unsubscribe("job:%s" % job_id, callback) == 1
+
+    try:
+        run(2000, 0)
+        _settle(notifier)
+        gc.collect()
+        baseline = _memory_in_use()
+        run(8000, 2000)
+        _settle(notifier)
+        gc.collect()
+        growth = _memory_in_use() - baseline
+
+        health = notifier.health()
+        assert health["pending_waiters"] == 0
+        assert health["callbacks"] == 0
+        assert notifier._dispatcher._waiters == {}
+        assert notifier._dispatcher._callbacks == {}
+        # 8,000 more waits may leave a little allocator slack, never
+        # anything that grows with the number of waits.
+        assert growth < 8000 * 64, "memory grew by %d" % growth
+    finally:
+        notifier.close()
+        sender.close()
+
+
+def _settle(notifier):
+    deadline = time.time() + 10
+    while notifier.health()["callback_queue"] and time.time() < deadline:
+        time.sleep(0.01)
+
+
+def _memory_in_use():
+    try:
+        import tracemalloc
+    except ImportError:  # Python 2.7: count live objects instead of bytes
+        return len(gc.get_objects()) * 64
+    if not tracemalloc.is_tracing():
+        tracemalloc.start()
+    return tracemalloc.get_traced_memory()[0]
+
+
+def test_churn_during_reconnects(fresh_redis_server):
+    """on/unsubscribe/wait_for/watch from many threads during restarts."""
+    server = fresh_redis_server
+    channel = _unique("churn")
+    notifier = Notifier.from_url(server.url, channel=channel)
+    sender = Notifier.from_url(server.url, channel=channel)
+    errors = []
+    stop = threading.Event()
+    notifier.start()
+
+    def churn(worker):
+        count = 0
+        while not stop.is_set():
+            count += 1
+            try:
+                callback = notifier.on("job:%d-%d" % (worker, count),
+                                       lambda *args: None)
+                try:
+                    notifier.wait_for("%d-%d" % (worker, count), timeout=0.01)
+                except WaitTimeout:
+                    pass
+                with notifier.watch("w%d-%d" % (worker, count),
+                                    subscribe_timeout=15):
+                    pass
+                notifier.unsubscribe("job:%d-%d" % (worker, count), callback)
+            except Exception as exc:
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=churn, args=(number,))
+               for number in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for _ in range(2):
+            time.sleep(0.3)
+            server.restart(down_seconds=0.3)
+        time.sleep(0.3)
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        assert not any(thread.is_alive() for thread in threads)
+        health = notifier.health()
+        assert health["pending_waiters"] == 0
+        assert health["callbacks"] == 0
+
+        # The subscription survived: a callback registered now still fires.
+        notifier.start(timeout=10)
+        on_finished = notifier.on("finished", Recorder())
+        sender.notify("after-churn", "finished")
+        assert on_finished.wait_for_calls(1) == [(notifier, "after-churn")]
+    finally:
+        stop.set()
+        notifier.close()
+        sender.close()
+
+
+def _fuzz_payloads(count, seed):
+    generator = random.Random(seed)
+    payloads = []
+    for number in range(count):
+        kind = number % 6
+        if kind == 0:
+            payloads.append(bytes(bytearray(generator.getrandbits(8)
+                                            for _ in range(generator.randint(0, 64)))))
+        elif kind == 1:
+            value = generator.choice([None, True, 1.5, -3, "x", [], {}, [1],
+                                      [1, 2, 3, 4], {"a": [1, "finished"]}])
+            payloads.append(json.dumps(value))
+        elif kind == 2:
+            payloads.append(json.dumps([generator.randint(0, 10),
+                                        generator.choice(["finish", "FAILED",
+                                                          "", "enqueued"])]))
+        elif kind == 3:
+            payloads.append("[" * generator.randint(1, 5000))
+        elif kind == 4:
+            payloads.append(b"\xc3\x28[1,\"finished\"]")
+        else:
+            # Valid id and event, but extras that are not an object.
+            payloads.append(json.dumps(["j", "finished", "x" * 10]))
+    return payloads
+
+
+@pytest.mark.parametrize("transport", ["memory", "redis"])
+def test_fuzzed_payloads_do_not_stop_the_listener(transport, redis_server,
+                                                  caplog):
+    """10,000 malformed payloads are dropped; later good events arrive."""
+    caplog.set_level(logging.WARNING, logger="job_notifier")
+    if transport == "memory":
+        url = "memory://%s" % _unique("fuzz")
+    else:
+        url = redis_server.url
+    channel = _unique("fuzz")
+    notifier = Notifier.from_url(url, channel=channel)
+    sender = Notifier.from_url(url, channel=channel)
+    try:
+        on_job = notifier.on("job", Recorder())
+        notifier.start()
+        payloads = _fuzz_payloads(10000, seed=20261204)
+        for payload in payloads:
+            sender.transport.send(payload)
+        sender.notify("good", "finished")
+
+        calls = on_job.wait_for_calls(1, timeout=30)
+        assert calls == [(notifier, "good", "finished")]
+        assert notifier.health()["malformed_dropped"] == len(payloads)
+        # Rate limiting keeps the log short.
+        warnings = [record for record in caplog.records
+                    if "malformed" in record.getMessage()]
+        assert 1 <= len(warnings) <= 5
+    finally:
+        notifier.close()
+        sender.close()
+
+
+def test_slow_callback_delays_neither_listener_nor_waiters():
+    url = "memory://%s" % _unique("slow")
+    notifier = Notifier.from_url(url)
+    sender = Notifier.from_url(url)
+    try:
+        release = threading.Event()
+        notifier.on("finished", lambda notifier, job_id: release.wait(10))
+        notifier.start()
+        sender.notify("first", "finished")
+        started = time.time()
+        with notifier.watch("second") as watch:
+            sender.notify("second", "finished")
+            assert watch.wait(timeout=5) == "finished"
+        assert time.time() - started < 1.0
+        release.set()
+    finally:
+        notifier.close()
+        sender.close()
+
+
+def test_queue_warning_when_callbacks_fall_behind(caplog):
+    caplog.set_level(logging.WARNING, logger="job_notifier")
+    url = "memory://%s" % _unique("backlog")
+    notifier = Notifier.from_url(url)
+    sender = Notifier.from_url(url)
+    try:
+        release = threading.Event()
+        seen = Recorder()
+
+        def slow(notifier, job_id):
+            release.wait(10)
+            seen(notifier, job_id)
+
+        notifier.on("finished", slow)
+        notifier.start()
+        for number in range(1500):
+            sender.notify(number, "finished")
+        deadline = time.time() + 10
+        while "slow callbacks" not in caplog.text and time.time() < deadline:
+            time.sleep(0.01)
+        assert "slow callbacks" in caplog.text
+        release.set()
+        assert len(seen.wait_for_calls(1500, timeout=30)) == 1500
+    finally:
+        notifier.close()
+        sender.close()
+
+
+def test_password_never_appears(caplog, capsys):
+    """A refused password shows up in no log line, repr or error."""
+    from servers import RedisServer
+    caplog.set_level(logging.DEBUG)
+    secret = "s3cr3t-Pa55"
+    server = RedisServer(password="right-password").start()
+    try:
+        url = "redis://:%s@127.0.0.1:%d/0" % (secret, server.port)
+        notifier = Notifier.from_url(url, channel="secret")
+        texts = [repr(notifier), repr(notifier.transport), str(notifier.health())]
+        notifier.on("finished", lambda notifier, job_id: None)
+        with pytest.raises(Exception) as start_error:
+            notifier.start(timeout=1.0)
+        texts.append(str(start_error.value))
+        with pytest.raises(Exception) as send_error:
+            notifier.notify(1, "finished")
+        texts.append(str(send_error.value))
+        texts.append(repr(send_error.value))
+        texts.append(str(notifier.health()))
+        notifier.close()
+        captured = capsys.readouterr()
+        texts += [caplog.text, captured.out, captured.err]
+        for text in texts:
+            assert secret not in text
+        assert "***" in repr(notifier)
+    finally:
+        server.cleanup()
+
+
+def test_password_in_invalid_url_is_hidden():
+    from job_notifier import ConfigurationError
+    with pytest.raises(ConfigurationError) as raised:
+        Notifier.from_url("amqp://user:hunter2@127.0.0.1/")
+    assert "hunter2" not in str(raised.value)
+    assert "'amqp'" in str(raised.value)
+
+
+def test_missing_client_library_names_the_extra(tmp_path):
+    """Without redis-py, from_url() says which extra to install."""
+    import subprocess
+    import sys
+    script = (
+        "import sys; sys.modules['redis'] = None\n"
+        "from job_notifier import Notifier, MissingDependencyError\n"
+        "try:\n"
+        "    Notifier.from_url('redis://127.0.0.1:1/0')\n"
+        "except MissingDependencyError as exc:\n"
+        "    print(exc)\n")
+    output = subprocess.check_output([sys.executable, "-c", script])
+    text = output.decode("utf-8")
+    assert "job_notifier[redis]" in text
