@@ -1,0 +1,1 @@
+"""Integrations with job queues and web frameworks."""
