@@ -148,3 +148,61 @@ def test_notify_after_restart_is_not_lost(fresh_redis_server):
     finally:
         notifier.close()
         sender.close()
+
+
+def test_client_kill_is_noticed_and_replaced(redis_server):
+    """A subscription killed by the server is replaced; later events arrive."""
+    channel = "killed"
+    notifier = Notifier.from_url(redis_server.url, channel=channel)
+    sender = Notifier.from_url(redis_server.url, channel=channel)
+    try:
+        on_finished = notifier.on("finished", Recorder())
+        notifier.start()
+        killed = redis_server.client().client_kill_filter(_type="pubsub")
+        assert killed >= 1
+        deadline = time.time() + 5
+        while time.time() < deadline and notifier.health()["reconnects"] < 1:
+            time.sleep(0.02)
+        assert notifier.health()["reconnects"] >= 1
+        notifier.start(timeout=5)
+        sender.notify("after-kill", "finished")
+        assert on_finished.wait_for_calls(1) == [(notifier, "after-kill")]
+    finally:
+        notifier.close()
+        sender.close()
+
+
+def test_idle_connection_does_not_churn(redis_server, caplog):
+    """Pings keep an idle subscription without reconnects or log noise."""
+    import logging
+    caplog.set_level(logging.WARNING, logger="job_notifier")
+    notifier = Notifier.from_url(redis_server.url, channel="idle",
+                                 ping_interval=0.2, ping_timeout=1.0)
+    try:
+        notifier.start()
+        time.sleep(2.0)
+        health = notifier.health()
+        assert health["connected"]
+        assert health["reconnects"] == 0
+        assert health["last_error"] is None
+        assert caplog.text == ""
+    finally:
+        notifier.close()
+
+
+def test_process_exits_promptly_without_close(redis_server):
+    import subprocess
+    import sys
+    script = (
+        "from job_notifier import Notifier\n"
+        "notifier = Notifier.from_url(%r, channel='exit')\n"
+        "notifier.on('finished', lambda notifier, job_id: None)\n"
+        "notifier.start()\n"
+        "notifier.notify(1, 'finished')\n" % redis_server.url)
+    started = time.time()
+    process = subprocess.Popen([sys.executable, "-c", script],
+                               stderr=subprocess.PIPE)
+    _, error = process.communicate()
+    assert process.returncode == 0, error
+    assert time.time() - started < 5
+    assert b"Traceback" not in error
