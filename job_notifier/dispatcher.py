@@ -286,7 +286,9 @@ class Dispatcher(object):
         kwargs = {"extras": message.extras} if entry.with_extras else {}
         try:
             entry.callback(*args, **kwargs)
-        except Exception:
+        except (Exception, SystemExit):
+            # sys.exit() in a callback must not end the callback thread, or
+            # every later callback would silently stop running.
             self.callback_errors += 1
             log.exception("Dispatcher %s: callback %r for %r raised on job %s "
                           "event %s; other callbacks still run",

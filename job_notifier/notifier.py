@@ -110,6 +110,7 @@ class Notifier(object):
         with its traceback and the other callbacks still run.
         """
         self._validate_subscription(event, callback)
+        self._check_fork()
         self._dispatcher.add_callback(text_type(event), callback,
                                       with_extras=with_extras)
         self._ensure_listener()
@@ -118,6 +119,7 @@ class Notifier(object):
     def once(self, event, callback, with_extras=False):
         """Like ``on()``, but the callback runs at most once."""
         self._validate_subscription(event, callback)
+        self._check_fork()
         self._dispatcher.add_callback(text_type(event), callback, once=True,
                                       with_extras=with_extras)
         self._ensure_listener()

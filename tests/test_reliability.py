@@ -344,3 +344,21 @@ def test_missing_client_library_names_the_extra(tmp_path):
     output = subprocess.check_output([sys.executable, "-c", script])
     text = output.decode("utf-8")
     assert "job_notifier[redis]" in text
+
+
+def test_callback_calling_sys_exit_does_not_stop_callbacks():
+    import sys
+    url = "memory://%s" % _unique("exit")
+    notifier = Notifier.from_url(url)
+    sender = Notifier.from_url(url)
+    try:
+        notifier.on("failed", lambda notifier, job_id: sys.exit(3))
+        on_finished = notifier.on("finished", Recorder())
+        notifier.start()
+        sender.notify(1, "failed")
+        sender.notify(2, "finished")
+        assert on_finished.wait_for_calls(1) == [(notifier, "2")]
+        assert notifier.health()["callback_errors"] == 1
+    finally:
+        notifier.close()
+        sender.close()
