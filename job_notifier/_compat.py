@@ -63,6 +63,20 @@ def ensure_text(value, encoding="utf-8"):
     return text_type(value)
 
 
+def write_line(stream, line):
+    """Write ``line`` and a newline to a standard stream, then flush it.
+
+    Python 2.7's ``file.write()`` encodes text as ASCII, so there the line
+    is encoded with the stream's encoding, or UTF-8 for a pipe.
+    """
+    if PY2:
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        stream.write((line + "\n").encode(encoding, "replace"))
+    else:
+        stream.write(line + "\n")
+    stream.flush()
+
+
 def nonblocking_pipe():
     """Return a pipe whose ends never block, for waking a ``select()``.
 
