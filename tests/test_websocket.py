@@ -1,0 +1,429 @@
+"""The ws:// transport against a real ``job-notifier broker``.
+
+The broker runs as a subprocess under Python 3.9+, so these client tests
+run on Python 2.7 as well.
+"""
+
+from __future__ import absolute_import, unicode_literals
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from behaviour import DELIVERY_TIMEOUT, NotifierBehaviour, Recorder
+from broker_server import REPOSITORY, make_certificate, start_broker
+from job_notifier import (ConfigurationError, Notifier, NotifierError,
+                          TransportError)
+from job_notifier.transports.websocket import WebSocketTransport, redact_query
+
+TOKEN = "s3cret-token-value"
+
+
+@pytest.fixture(scope="module")
+def broker_server():
+    server = start_broker()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def fresh_broker_server():
+    server = start_broker()
+    yield server
+    server.cleanup()
+
+
+def wait_until(condition, timeout=DELIVERY_TIMEOUT):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+class TestWebSocketTransport(NotifierBehaviour):
+    # The broker drops binary frames, so bytes never reach the listener.
+    carries_binary = False
+
+    @pytest.fixture
+    def url(self, broker_server):
+        return broker_server.url
+
+
+class TestWebSocketTransportWithEcho(NotifierBehaviour):
+    carries_binary = False
+
+    @pytest.fixture
+    def url(self, broker_server):
+        return broker_server.url + "?echo=1"
+
+
+@pytest.mark.parametrize("query", ["", "?echo=1"])
+def test_own_notifications_arrive_once(broker_server, query):
+    """A notifier that sends and listens gets each event exactly once."""
+    notifier = Notifier.from_url(broker_server.url + query, channel="own")
+    try:
+        on_job = notifier.on("job", Recorder())
+        notifier.start()
+        for job_id in ("a", "b", "c", "marker"):
+            notifier.notify(job_id, "finished")
+
+        on_job.wait_for_calls(4)
+        # Anything delivered twice would arrive right after the marker.
+        time.sleep(0.3)
+        assert [call[1] for call in on_job.calls] == ["a", "b", "c", "marker"]
+    finally:
+        notifier.close()
+
+
+@pytest.mark.parametrize("url, channel, listen_url, topic", [
+    ("ws://127.0.0.1:1/bus/", "jobs", "ws://127.0.0.1:1/bus/jobs", "jobs"),
+    ("ws://127.0.0.1:1", "jobs", "ws://127.0.0.1:1/bus/jobs", "jobs"),
+    ("ws://127.0.0.1:1/", "a b/c", "ws://127.0.0.1:1/bus/a%20b%2Fc",
+     "a%20b%2Fc"),
+    ("WS://127.0.0.1:1/bus/fixed?echo=1", "job_notifier",
+     "ws://127.0.0.1:1/bus/fixed?echo=1", "fixed"),
+    ("wss://example.test/mercury/", "jobs",
+     "wss://example.test/mercury/jobs", None),
+])
+def test_topic_comes_from_path_or_channel(url, channel, listen_url, topic):
+    transport = WebSocketTransport(url, channel)
+    assert transport.listen_url == listen_url
+    if topic is not None:
+        assert transport.topic == topic
+
+
+def test_url_topic_wins_over_channel(caplog):
+    caplog.set_level(logging.WARNING, logger="job_notifier")
+    transport = WebSocketTransport("ws://127.0.0.1:1/bus/fixed", "other")
+    assert transport.listen_url == "ws://127.0.0.1:1/bus/fixed"
+    assert "channel other is ignored" in caplog.text
+
+
+def test_sending_connection_drops_echo():
+    transport = WebSocketTransport(
+        "ws://127.0.0.1:1/bus/t?echo=1&token=abc", "job_notifier")
+    assert transport.send_url == "ws://127.0.0.1:1/bus/t?token=abc"
+
+
+def test_describe_hides_secrets():
+    url = "ws://user:pw@127.0.0.1:1/bus/t?token=abc&echo=1"
+    transport = WebSocketTransport(url, "job_notifier")
+    description = transport.describe()
+    assert "abc" not in description
+    assert "pw" not in description
+    assert "echo=1" in description
+    assert "token=***" in description
+    assert redact_query("ws://h/bus/t") == "ws://h/bus/t"
+
+
+@pytest.mark.parametrize("url, options, message", [
+    ("ws://127.0.0.1:notaport/bus/t", {}, "invalid WebSocket URL"),
+    ("ws:///bus/t", {}, "invalid WebSocket URL"),
+    ("ws://h/bus/t", {"ping_interval": 0}, "ping_interval"),
+    ("ws://h/bus/t", {"ping_timeout": "5"}, "ping_timeout"),
+    ("ws://h/bus/t", {"send_retries": -1}, "send_retries"),
+    ("ws://h/bus/t", {"max_message_bytes": 10}, "max_message_bytes"),
+    ("ws://h/bus/t", {"tls_verify": False}, "wss://"),
+    ("ws://h/bus/t", {"headers": ["X: y"]}, "dict"),
+    ("ws://h/bus/t", {"headers": {"Authorization": "x"}, "token": "y"},
+     "Authorization is set twice"),
+    ("ws://h/bus/t", {"headers": {"Origin": "x"}, "origin": "y"},
+     "Origin is set twice"),
+    ("ws://h/bus/t", {"unknown_option": 1}, "invalid option"),
+])
+def test_invalid_configuration_raises(url, options, message):
+    with pytest.raises(ConfigurationError) as raised:
+        Notifier.from_url(url, **options)
+    assert message in str(raised.value)
+
+
+def test_header_errors_do_not_show_values():
+    with pytest.raises(ConfigurationError) as raised:
+        Notifier.from_url("ws://h/bus/t", headers={"X-Key": "se\r\ncret"})
+    assert "X-Key" in str(raised.value)
+    assert "cret" not in str(raised.value)
+
+
+def test_two_processes_through_examples(broker_server):
+    """wait_for_job.py blocks until emit_events.py reports the job."""
+    url = broker_server.url + "examples"
+    environment = dict(os.environ, PYTHONPATH=REPOSITORY)
+    examples = os.path.join(REPOSITORY, "examples")
+    waiter = subprocess.Popen(
+        [sys.executable, os.path.join(examples, "wait_for_job.py"), "--url",
+         url, "--timeout", "20", "job-7"],
+        stdout=subprocess.PIPE, env=environment)
+    try:
+        assert b"waiting for job job-7" in waiter.stdout.readline()
+        emitter = subprocess.Popen(
+            [sys.executable, os.path.join(examples, "emit_events.py"), "--url",
+             url, "--work", "0.1", "job-7"],
+            stdout=subprocess.PIPE, env=environment)
+        emitted, _ = emitter.communicate()
+        output, _ = waiter.communicate()
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
+    assert emitter.returncode == 0
+    assert b"sent finished for job job-7" in emitted
+    assert waiter.returncode == 0
+    assert b"job job-7 finished" in output
+
+
+def test_broker_killed_and_restarted(fresh_broker_server):
+    """After a crash and restart, events arrive within 5 s and checks rerun."""
+    server = fresh_broker_server
+    notifier = Notifier.from_url(server.url, channel="restart")
+    sender = Notifier.from_url(server.url, channel="restart")
+    try:
+        on_finished = notifier.on("finished", Recorder())
+        notifier.start()
+        sender.notify("before", "finished")
+        assert on_finished.wait_for_calls(1) == [(notifier, "before")]
+        checks = []
+
+        def check(job_id):
+            checks.append(job_id)
+            return None
+
+        waiter_result = []
+        waiter = threading.Thread(target=lambda: waiter_result.append(
+            notifier.wait_for("after", timeout=20, check=check)))
+        waiter.start()
+        assert wait_until(lambda: len(checks) == 1)
+
+        server.kill()
+        time.sleep(0.3)
+        server.start()
+        restarted_at = time.time()
+        assert wait_until(lambda: notifier.health()["connected"])
+        assert notifier.health()["reconnects"] >= 1
+        assert server.peers("restart")
+
+        sender.notify("after", "finished")
+        assert on_finished.wait_for_calls(2)[1] == (notifier, "after")
+        waiter.join(5)
+        assert waiter_result == ["finished"]
+        assert time.time() - restarted_at < 5
+        # Checked once on subscribe and again after the reconnect.
+        assert len(checks) >= 2
+    finally:
+        notifier.close()
+        sender.close()
+
+
+@pytest.mark.slow
+def test_frozen_broker_is_detected():
+    """SIGSTOP longer than interval + timeout is noticed; later events arrive."""
+    server = start_broker()
+    notifier = Notifier.from_url(server.url, channel="frozen",
+                                 ping_interval=0.5, ping_timeout=0.5)
+    sender = Notifier.from_url(server.url, channel="frozen")
+    try:
+        on_failed = notifier.on("failed", Recorder())
+        notifier.start()
+        sender.notify(0, "failed")
+        on_failed.wait_for_calls(1)
+
+        server.freeze()
+        frozen_at = time.time()
+        try:
+            assert wait_until(lambda: not notifier.health()["connected"])
+            noticed_after = time.time() - frozen_at
+            assert "pong" in (notifier.health()["last_error"] or "")
+            time.sleep(max(0.0, 2.0 - (time.time() - frozen_at)))
+        finally:
+            server.thaw()
+        # Interval plus timeout is 1 s; the rest is scheduling slack.
+        assert noticed_after < 3.0
+
+        notifier.start(timeout=10)
+        sender.notify(1, "failed")
+        assert on_failed.wait_for_calls(2)[1] == (notifier, "1")
+    finally:
+        notifier.close()
+        sender.close()
+        server.cleanup()
+
+
+def test_sender_reconnects_after_idle_close(caplog):
+    """The broker drops a sending connection that ignores its pings while
+    idle; the next notify opens a new one without a warning."""
+    server = start_broker(ping_interval=0.2, ping_timeout=0.2)
+    notifier = Notifier.from_url(server.url, channel="idle")
+    sender = Notifier.from_url(server.url, channel="idle")
+    try:
+        on_finished = notifier.on("finished", Recorder())
+        notifier.start()
+        sender.notify(1, "finished")
+        assert wait_until(lambda: len(server.peers("idle")) == 2)
+        assert wait_until(lambda: len(server.peers("idle")) == 1)
+        caplog.set_level(logging.WARNING, logger="job_notifier")
+
+        sender.notify(2, "finished")
+
+        assert on_finished.wait_for_calls(2) == [(notifier, "1"),
+                                                 (notifier, "2")]
+        assert "retrying" not in caplog.text
+    finally:
+        notifier.close()
+        sender.close()
+        server.cleanup()
+
+
+def test_notify_without_broker_raises():
+    from broker_server import free_port
+    sender = Notifier.from_url("ws://127.0.0.1:%d/bus/x" % free_port(),
+                               connect_timeout=1, send_retries=1)
+    try:
+        started = time.time()
+        with pytest.raises(TransportError) as raised:
+            sender.notify(1, "finished")
+        assert "after 2 attempts" in str(raised.value)
+        assert time.time() - started < 5
+    finally:
+        sender.close()
+
+
+def test_forked_child_sends_on_its_own_connection(broker_server):
+    """A child notifies through an inherited notifier; the parent's
+    sending connection still works afterwards."""
+    if not hasattr(os, "fork"):
+        pytest.skip("os.fork is not available")
+    notifier = Notifier.from_url(broker_server.url, channel="fork-send")
+    sender = Notifier.from_url(broker_server.url, channel="fork-send")
+    try:
+        on_job = notifier.on("job", Recorder())
+        notifier.start()
+        sender.notify("parent-1", "finished")
+        on_job.wait_for_calls(1)
+
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                sender.notify("child", "finished")
+                sender.close()
+                status = 0
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0
+
+        sender.notify("parent-2", "finished")
+        calls = on_job.wait_for_calls(3)
+        assert sorted(call[1] for call in calls) == [
+            "child", "parent-1", "parent-2"]
+    finally:
+        notifier.close()
+        sender.close()
+
+
+def test_close_stops_threads_within_a_second(broker_server):
+    before = set(threading.enumerate())
+    notifier = Notifier.from_url(broker_server.url, channel="close")
+    notifier.on("finished", lambda notifier, job_id: None)
+    notifier.start()
+    notifier.notify(1, "finished")
+    time.sleep(0.1)
+    started = time.time()
+    notifier.close()
+    assert time.time() - started < 1.0
+    leftover = [thread for thread in threading.enumerate()
+                if thread not in before and thread.name.startswith("job-notifier")
+                and thread.name != "job-notifier-deadlines"]
+    assert leftover == []
+    assert wait_until(lambda: broker_server.peers("close") == [])
+
+
+def test_token_protected_broker(caplog):
+    """Without the token the broker rejects the client; with it, accepts."""
+    caplog.set_level(logging.DEBUG)
+    server = start_broker(token=TOKEN)
+    anonymous = Notifier.from_url(server.url, channel="secret")
+    with_header = Notifier.from_url(server.url, channel="secret", token=TOKEN)
+    with_query = Notifier.from_url(server.url + "?token=" + TOKEN,
+                                   channel="secret")
+    try:
+        with pytest.raises(NotifierError):
+            anonymous.start(timeout=1)
+        assert "401" in anonymous.health()["last_error"]
+        with pytest.raises(TransportError) as raised:
+            anonymous.notify(1, "finished")
+        assert "401" in str(raised.value)
+
+        on_finished = with_header.on("finished", Recorder())
+        with_header.start()
+        with_query.notify(2, "finished")
+        assert on_finished.wait_for_calls(1) == [(with_header, "2")]
+        assert TOKEN not in with_query.health()["url"]
+    finally:
+        for notifier in (anonymous, with_header, with_query):
+            notifier.close()
+        broker_log = server.log()
+        server.cleanup()
+    assert TOKEN not in caplog.text
+    assert "rejected" in broker_log
+    assert TOKEN not in broker_log
+
+
+def test_origin_allow_list():
+    server = start_broker(allowed_origins=["https://app.example"])
+    try:
+        rejected = Notifier.from_url(server.url, channel="o",
+                                     origin="https://evil.example")
+        allowed = Notifier.from_url(server.url, channel="o",
+                                    headers={"Origin": "https://app.example"})
+        without_origin = Notifier.from_url(server.url, channel="o")
+        try:
+            with pytest.raises(NotifierError):
+                rejected.start(timeout=1)
+            assert "403" in rejected.health()["last_error"]
+            on_finished = allowed.on("finished", Recorder())
+            allowed.start()
+            without_origin.notify(3, "finished")
+            assert on_finished.wait_for_calls(1) == [(allowed, "3")]
+        finally:
+            for notifier in (rejected, allowed, without_origin):
+                notifier.close()
+    finally:
+        server.cleanup()
+
+
+def test_wss_with_self_signed_certificate(tmp_path):
+    certfile, keyfile = make_certificate(str(tmp_path))
+    server = start_broker(certfile=certfile, keyfile=keyfile)
+    assert server.url.startswith("wss://")
+    notifiers = []
+    try:
+        verified = Notifier.from_url(server.url, channel="tls",
+                                     tls_ca_file=certfile)
+        unverified = Notifier.from_url(server.url, channel="tls",
+                                       tls_verify=False)
+        default = Notifier.from_url(server.url, channel="tls")
+        notifiers += [verified, unverified, default]
+
+        with pytest.raises(NotifierError):
+            default.start(timeout=1)
+        assert "CERTIFICATE_VERIFY_FAILED" in default.health()["last_error"]
+
+        on_job = verified.on("job", Recorder())
+        verified.start()
+        # Many small frames arrive in few TLS records, so the listener must
+        # read what the SSL layer already decrypted, not wait on select().
+        for number in range(50):
+            unverified.notify(number, "finished")
+        calls = on_job.wait_for_calls(50)
+        assert [call[1] for call in calls] == [str(n) for n in range(50)]
+    finally:
+        for notifier in notifiers:
+            notifier.close()
+        server.cleanup()
