@@ -1,0 +1,30 @@
+"""Job functions that the rq worker of tests/test_rq.py imports and runs."""
+
+from __future__ import absolute_import, unicode_literals
+
+import os
+import signal
+import time
+
+
+def succeed(value):
+    return value
+
+
+def fail(message):
+    raise ValueError(message)
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def big_result(size):
+    return b"x" * size
+
+
+def kill_own_process():
+    # SIGKILL cannot be caught, so RQ's parent worker process must notice
+    # the dead work horse and record the failure itself.
+    os.kill(os.getpid(), signal.SIGKILL)
