@@ -7,14 +7,17 @@ import logging
 import os
 import random
 import socket
+import sys
 import threading
 import time
 
 import pytest
 
 from behaviour import DELIVERY_TIMEOUT
+from flask_example import (EXAMPLE_DIRECTORY, Client, script, start_gunicorn,
+                           start_rq_worker)
 from job_notifier import ConfigurationError, Notifier
-from servers import free_port
+from servers import RedisServer, free_port
 
 flask = pytest.importorskip("flask")
 
@@ -623,3 +626,178 @@ def test_disconnected_browser_is_cleaned_up(redis_app):
             received += chunk
         second.close()
         assert wait_until(lambda: registry(redis_app) == before)
+
+
+# The example app with a real rq worker.
+
+@pytest.fixture(scope="module")
+def example_redis():
+    """A redis-server of this module's own, so no other worker takes jobs."""
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def example_worker(example_redis):
+    worker = start_rq_worker(example_redis.url)
+    yield worker
+    worker.cleanup()
+
+
+@pytest.fixture
+def example_app(example_redis, example_worker):
+    if EXAMPLE_DIRECTORY not in sys.path:
+        sys.path.insert(0, EXAMPLE_DIRECTORY)
+    import app as example_module
+
+    app = example_module.create_app({"TESTING": True,
+                                     "REDIS_URL": example_redis.url})
+    yield app
+    close_app(app)
+
+
+def test_blocking_view_returns_the_result(example_app):
+    response = example_app.test_client().get("/add?a=2&b=3&seconds=0.1")
+    assert response.status_code == 200
+    assert response.get_json()["result"] == 5
+    assert response.get_json()["event"] == "finished"
+    assert registry(example_app) == (0, 0)
+
+
+def test_blocking_view_answers_504_for_a_slow_job(example_app):
+    client = example_app.test_client()
+    response = client.get("/add?seconds=1.5&timeout=0.3")
+    assert response.status_code == 504
+    body = response.get_data(as_text=True)
+    assert "did not finish within 0.3 seconds" in body
+    assert registry(example_app) == (0, 0)
+
+    # The worker still runs the job; a later wait gets its result.
+    response = client.get("/add?a=1&b=1&seconds=0&timeout=10")
+    assert response.status_code == 200
+    assert response.get_json()["result"] == 2
+
+
+def test_blocking_view_reports_a_failed_job(example_app):
+    # The job fails after the wait has subscribed, so the notification with
+    # the error ends the wait rather than the stored status.
+    response = example_app.test_client().get("/add?seconds=1&fail=1")
+    assert response.status_code == 500
+    assert response.get_json()["event"] == "failed"
+    assert response.get_json()["error"].startswith(
+        "ValueError: failed on purpose")
+
+
+def test_example_stream_subscribes_then_starts(example_app):
+    client = example_app.test_client()
+    job = client.post("/jobs").get_json()
+    response = client.get(job["events_url"], buffered=False)
+    reader = StreamReader(response)
+    reader.read_until(": subscribed")
+
+    started = client.post(job["start_url"], json={"a": 4, "b": 5,
+                                                  "seconds": 0.2})
+    assert started.status_code == 202
+    events, _ = parse_sse(reader.read_to_end())
+    response.close()
+
+    assert [(name, data["replayed"]) for name, data in events] == [
+        ("enqueue", False), ("dequeue", False), ("finished", False)]
+    assert events[-1][1]["result"] == 9
+    assert events[-1][1]["extras"]["queue"] == "default"
+    assert registry(example_app) == (0, 0)
+
+    again = client.post(job["start_url"], json={})
+    assert again.status_code == 409
+
+
+def test_example_stream_of_an_ended_job(example_app):
+    client = example_app.test_client()
+    finished = client.get("/add?a=20&b=22&seconds=0").get_json()
+    response = client.get("/jobs/%s/events" % finished["job_id"])
+    events, _ = parse_sse(response.get_data(as_text=True))
+    assert [(name, data["replayed"]) for name, data in events] == [
+        ("finished", True)]
+    assert events[0][1]["result"] == 42
+
+
+def test_example_rejects_invalid_requests(example_app):
+    client = example_app.test_client()
+    assert client.get("/jobs/not-a-uuid/events").status_code == 404
+    assert client.get("/add?seconds=-1").status_code == 400
+    assert client.get("/add?a=nan").status_code == 400
+    assert client.get("/add?timeout=1000").status_code == 400
+
+
+def numsub(server, channel):
+    result = dict(server.client().pubsub_numsub(channel))
+    return result.get(channel.encode("utf-8"), result.get(channel, 0))
+
+
+def served_by(log, path):
+    """Return the pids in the access log lines of requests for ``path``."""
+    pids = []
+    for line in log.splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[2] == path:
+            pids.append(fields[0])
+    return pids
+
+
+@pytest.mark.skipif(script("gunicorn") is None,
+                    reason="gunicorn is not installed in this virtualenv; "
+                           "make test installs it")
+def test_gunicorn_preload_workers_listen_apart(example_redis, example_worker):
+    """Under --preload -w 2 each worker subscribes on its own and streams."""
+    server, port = start_gunicorn(example_redis.url, workers=2)
+    client = Client(port)
+    streams = []
+    try:
+        assert numsub(example_redis, "job_notifier") == 0
+
+        # A sync worker that holds a stream takes no other request, so the
+        # second stream is served by the other worker.
+        first = client.request("POST", "/jobs")[1]
+        streams.append(client.open_stream(first["events_url"]))
+        assert client.request("POST", first["start_url"],
+                              {"a": 1, "b": 2, "seconds": 1.0})[0] == 202
+        second = client.request("POST", "/jobs")[1]
+        streams.append(client.open_stream(second["events_url"]))
+        assert numsub(example_redis, "job_notifier") == 2
+        assert client.request("POST", second["start_url"],
+                              {"a": 3, "b": 4, "seconds": 0})[0] == 202
+
+        results = []
+        for stream in streams:
+            # The server ends each response after the finished event.
+            events, _ = parse_sse(stream.read_to_end())
+            assert [name for name, _ in events] == [
+                "enqueue", "dequeue", "finished"]
+            results.append(events[-1][1]["result"])
+        assert results == [3, 7]
+    finally:
+        for stream in streams:
+            stream.close()
+        # Gunicorn writes an access log line after the response ends.
+        server.stop()
+        log = server.log()
+        server.cleanup()
+
+    first_pids = served_by(log, first["events_url"])
+    second_pids = served_by(log, second["events_url"])
+    assert len(first_pids) == 1
+    assert len(second_pids) == 1
+    assert first_pids != second_pids
+
+
+def test_job_helpers_need_a_connection_for_an_id(example_app):
+    import app as example_module
+
+    with example_app.test_request_context():
+        with pytest.raises(ConfigurationError) as info:
+            example_module.job_notifier.job_event_stream("some-id")
+        assert "connection=" in str(info.value)
+        with pytest.raises(ConfigurationError):
+            example_module.job_notifier.wait_for_job_or_504("some-id")
+    assert registry(example_app) == (0, 0)

@@ -41,6 +41,7 @@ the Werkzeug reloader only the serving child listens.
 
 from __future__ import absolute_import, unicode_literals
 
+import json
 import logging
 
 from flask import Response, current_app
@@ -199,6 +200,52 @@ class JobNotifier(object):
             raise _gateway_timeout(exc)
 
 
+    # RQ jobs. RQ is imported on first use, so apps without it can use the
+    # methods above.
+
+    def job_event_stream(self, job, connection=None):
+        """Return a ``text/event-stream`` response of an RQ job's events.
+
+        ``job`` is an RQ ``Job``, or a job id together with ``connection``,
+        the queue's Redis client. The job need not exist yet: build the
+        stream first and enqueue the job with that id afterwards, and no
+        event can be missed. Its stored status is read after subscribing
+        and after every reconnect. The ``finished`` event's data carries
+        the job's return value as ``result`` (its ``repr()`` if it is not
+        JSON).
+        """
+        job_id, job_class, connection = _rq_job_parts(job, connection)
+
+        def check(job_id):
+            return _rq_event_for_status(connection, job_class, job_id)
+
+        def details(job_id, event):
+            if event != "finished":
+                return None
+            return {"result": _rq_result(job_class.fetch(job_id,
+                                                         connection=connection))}
+
+        return self.event_stream(job_id, check=check, details=details)
+
+    def wait_for_job_or_504(self, job, timeout=None, connection=None):
+        """Block until an RQ job finishes or fails; return the event.
+
+        Work as ``job_notifier.contrib.rq.wait_for_job()``, with ``timeout``
+        defaulting to ``JOB_NOTIFIER_WAIT_TIMEOUT``, and abort with HTTP 504
+        Gateway Timeout when it passes.
+        """
+        from .rq import wait_for_job
+
+        state = self._state()
+        if timeout is None:
+            timeout = state.settings["wait_timeout"]
+        try:
+            return wait_for_job(state.notifier, job, timeout=timeout,
+                                connection=connection)
+        except WaitTimeout as exc:
+            raise _gateway_timeout(exc)
+
+
 class _State(object):
     """Per-app notifier and settings, in ``app.extensions["job_notifier"]``."""
 
@@ -214,6 +261,48 @@ def _gateway_timeout(exc):
     return GatewayTimeout(
         "Job %s did not finish within %s seconds. It may still be queued or "
         "running; ask for its result again later." % (exc.job_id, exc.timeout))
+
+
+# The event that each stored RQ status shows a job has reached. "deferred",
+# "scheduled" and RQ 2.x's "created" are before the job enters its queue.
+_RQ_EVENT_FOR_STATUS = {
+    "queued": "enqueue",
+    "started": "dequeue",
+    "finished": "finished",
+    "failed": "failed",
+    "stopped": "failed",
+    "canceled": "failed",
+}
+
+
+def _rq_job_parts(job, connection):
+    from rq.job import Job
+
+    if isinstance(job, Job):
+        return job.id, type(job), connection or job.connection
+    if connection is None:
+        raise ConfigurationError(
+            "job id %r was passed without a connection: pass "
+            "connection=<the queue's Redis client> or pass the Job" % (job,))
+    return job, Job, connection
+
+
+def _rq_event_for_status(connection, job_class, job_id):
+    from .rq import _stored_status
+
+    return _RQ_EVENT_FOR_STATUS.get(
+        _stored_status(connection, job_class, job_id))
+
+
+def _rq_result(job):
+    from .rq import fetch_return_value
+
+    result = fetch_return_value(job)
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError):
+        return repr(result)
+    return result
 
 
 def _validate(key, name, value, nullable):
