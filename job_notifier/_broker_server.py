@@ -41,9 +41,8 @@ DEFAULT_MAX_BUFFER_BYTES = 4 * 1024 * 1024
 # magnitude for handshake requests.
 MAX_POST_HEAD_BYTES = 16 * 1024
 
-# Close code sent to a peer that is too slow to read its messages
-# (RFC 6455 registry: 1013 "Try Again Later").
-CLOSE_TRY_AGAIN_LATER = 1013
+# How much of a rejected POST body is read and dropped before closing.
+MAX_DISCARDED_BODY_BYTES = 1024 * 1024
 
 
 class RedactingFilter(logging.Filter):
@@ -385,7 +384,13 @@ class _BusConnection(ServerConnection):
 
 
 class _PostRequest:
-    """One ``POST /bus/<topic>`` request, answered with Connection: close."""
+    """One ``POST /bus/<topic>`` request, answered with Connection: close.
+
+    When a request is rejected before its body has arrived, up to
+    ``MAX_DISCARDED_BODY_BYTES`` of the body are read and dropped before the
+    connection closes: closing a socket with unread data makes the kernel
+    send a reset, and the client could lose the response.
+    """
 
     def __init__(self, broker, transport, peer):
         self.broker = broker
@@ -395,13 +400,20 @@ class _PostRequest:
         self.target = None
         self.topic = None
         self.length = None
+        self.head_read = False
+        self.discarding = 0
         self.done = False
 
     def feed(self, data):
+        if self.discarding:
+            self.discarding -= len(data)
+            if self.discarding <= 0:
+                self.transport.close()
+            return
         if self.done:
             return
         self.buffer += data
-        if self.length is None:
+        if not self.head_read:
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buffer) > MAX_POST_HEAD_BYTES:
@@ -409,6 +421,7 @@ class _PostRequest:
                 return
             head = bytes(self.buffer[:end])
             del self.buffer[:end + 4]
+            self.head_read = True
             if not self.read_head(head):
                 return
         if len(self.buffer) >= self.length:
@@ -429,6 +442,17 @@ class _PostRequest:
                 self.reject(400, "invalid header line")
                 return False
             headers[name.strip().lower()] = value.strip()
+        if "transfer-encoding" in headers or "content-length" not in headers:
+            self.reject(411, "send the body with a Content-Length header")
+            return False
+        try:
+            self.length = int(headers["content-length"])
+        except ValueError:
+            self.length = -1
+        if self.length < 0:
+            self.length = None
+            self.reject(400, "invalid Content-Length")
+            return False
         kind, self.topic, query = self.broker.route(self.target)
         if kind != "bus":
             self.reject(404, "unknown path: POST to /bus/<topic>")
@@ -438,16 +462,6 @@ class _PostRequest:
                                      headers.get("authorization"), query)
         except AccessDenied as denied:
             self.reject(denied.status, denied.reason)
-            return False
-        if "transfer-encoding" in headers or "content-length" not in headers:
-            self.reject(411, "send the body with a Content-Length header")
-            return False
-        try:
-            self.length = int(headers["content-length"])
-        except ValueError:
-            self.length = -1
-        if self.length < 0:
-            self.reject(400, "invalid Content-Length")
             return False
         if self.length > self.broker.max_message_bytes:
             self.reject(413, "body over the maximum of %d bytes"
@@ -479,8 +493,14 @@ class _PostRequest:
                 "Content-Length: %d\r\nConnection: close\r\n\r\n"
                 % (status, http.HTTPStatus(status).phrase, len(body)))
         self.transport.write(head.encode("latin-1") + body)
-        self.transport.close()
         self.done = True
+        unread = 0
+        if self.length is not None:
+            unread = self.length - len(self.buffer)
+        if 0 < unread <= MAX_DISCARDED_BODY_BYTES:
+            self.discarding = unread
+        else:
+            self.transport.close()
 
 
 async def _serve(broker):

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 
+import six
 from six.moves.urllib.request import Request, urlopen
 
 from servers import _wait, free_port, wait_for_port
@@ -164,11 +165,17 @@ class BrokerServer(object):
         with open(self.log_path, "rb") as log_file:
             return log_file.read().decode("utf-8", "replace")
 
-    def _request(self, path, data=None, headers=None):
-        request = Request(self.http_url + path, data=data,
-                          headers=dict(headers or {}))
-        if self.token and "Authorization" not in request.headers:
-            request.add_header("Authorization", "Bearer %s" % self.token)
+    def request(self, path, data=None, headers=None):
+        """Send an HTTP request to the broker; return the response."""
+        headers = dict(headers or {})
+        if self.token and "Authorization" not in headers:
+            headers["Authorization"] = "Bearer %s" % self.token
+        # Python 2.7's httplib joins the head and a bytes body, so the head
+        # must be native strings too.
+        request = Request(six.ensure_str(self.http_url + path), data=data,
+                          headers=dict((six.ensure_str(name),
+                                        six.ensure_str(value))
+                                       for name, value in headers.items()))
         options = {}
         if self.certfile:
             options["context"] = ssl.create_default_context(
@@ -177,7 +184,7 @@ class BrokerServer(object):
 
     def stats(self):
         """Return the broker's ``GET /stats`` document."""
-        response = self._request("/stats")
+        response = self.request("/stats")
         try:
             return json.loads(response.read().decode("utf-8"))
         finally:
@@ -190,7 +197,7 @@ class BrokerServer(object):
         """POST ``body`` to ``/bus/<topic>``; return (status, text)."""
         if not isinstance(body, bytes):
             body = body.encode("utf-8")
-        response = self._request("/bus/%s" % topic, data=body,
+        response = self.request("/bus/%s" % topic, data=body,
                                  headers=headers)
         try:
             return response.getcode(), response.read().decode("utf-8")

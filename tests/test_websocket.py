@@ -206,6 +206,8 @@ def test_broker_killed_and_restarted(fresh_broker_server):
         restarted_at = time.time()
         assert wait_until(lambda: notifier.health()["connected"])
         assert notifier.health()["reconnects"] >= 1
+        # Checked once on subscribe and again after the reconnect.
+        assert wait_until(lambda: len(checks) >= 2)
         assert server.peers("restart")
 
         sender.notify("after", "finished")
@@ -213,8 +215,6 @@ def test_broker_killed_and_restarted(fresh_broker_server):
         waiter.join(5)
         assert waiter_result == ["finished"]
         assert time.time() - restarted_at < 5
-        # Checked once on subscribe and again after the reconnect.
-        assert len(checks) >= 2
     finally:
         notifier.close()
         sender.close()
