@@ -6,6 +6,7 @@ temporary directory and is stopped by its pid.
 
 from __future__ import absolute_import, unicode_literals
 
+import errno
 import json
 import os
 import shutil
@@ -53,10 +54,13 @@ class BackgroundProcess(object):
         self.process = None
 
     def start(self):
+        # A session of its own makes the process the leader of a process
+        # group, so stop() can also end the children it leaves behind.
         with open(self.log_path, "wb") as log_file:
             self.process = subprocess.Popen(
                 self.command, cwd=EXAMPLE_DIRECTORY, env=self.environment,
-                stdout=log_file, stderr=subprocess.STDOUT)
+                stdout=log_file, stderr=subprocess.STDOUT,
+                preexec_fn=os.setsid)
         return self
 
     def log(self):
@@ -70,17 +74,24 @@ class BackgroundProcess(object):
 
     def stop(self, timeout=10.0):
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
         # SIGTERM is a graceful stop for rq, gunicorn and the Flask server;
         # SIGKILL follows if the process is still there after the timeout.
-        os.kill(process.pid, signal.SIGTERM)
-        deadline = time.time() + timeout
-        while process.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
         if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+            os.kill(process.pid, signal.SIGTERM)
+            deadline = time.time() + timeout
+            while process.poll() is None and time.time() < deadline:
+                time.sleep(0.05)
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+        # The Werkzeug reloader's serving child outlives its parent.
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except OSError as exc:
+            if exc.errno != errno.ESRCH:
+                raise
 
     def cleanup(self):
         self.stop()

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from behaviour import DELIVERY_TIMEOUT
-from flask_example import (EXAMPLE_DIRECTORY, Client, script, start_gunicorn,
-                           start_rq_worker)
+from flask_example import (EXAMPLE_DIRECTORY, Client, script,
+                           start_flask_server, start_gunicorn, start_rq_worker)
 from job_notifier import ConfigurationError, Notifier
 from servers import RedisServer, free_port
 
@@ -801,3 +801,29 @@ def test_job_helpers_need_a_connection_for_an_id(example_app):
         with pytest.raises(ConfigurationError):
             example_module.job_notifier.wait_for_job_or_504("some-id")
     assert registry(example_app) == (0, 0)
+
+
+def test_reloader_child_listens_alone(example_redis, example_worker):
+    """Under flask run --reload only the serving child subscribes."""
+    server, port = start_flask_server(example_redis.url, reload=True)
+    client = Client(port)
+    try:
+        assert numsub(example_redis, "job_notifier") == 0
+        job = client.request("POST", "/jobs")[1]
+        stream = client.open_stream(job["events_url"])
+        try:
+            assert client.request("POST", job["start_url"],
+                                  {"seconds": 0})[0] == 202
+            events, _ = parse_sse(stream.read_to_end())
+        finally:
+            stream.close()
+        assert [name for name, _ in events] == ["enqueue", "dequeue",
+                                                "finished"]
+
+        status, health = client.request("GET", "/health")
+        assert status == 200
+        assert health["pid"] != server.process.pid
+        assert health["notifier"]["listening"]
+        assert numsub(example_redis, "job_notifier") == 1
+    finally:
+        server.cleanup()
