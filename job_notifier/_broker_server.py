@@ -37,8 +37,7 @@ STATS_PATH = "/stats"
 # reading, and the broker would grow until the ping timeout drops the peer.
 DEFAULT_MAX_BUFFER_BYTES = 4 * 1024 * 1024
 
-# Largest HTTP request head of a POST; websockets uses the same order of
-# magnitude for handshake requests.
+# Largest HTTP request head of a POST that the broker reads.
 MAX_POST_HEAD_BYTES = 16 * 1024
 
 # How much of a rejected POST body is read and dropped before closing.
@@ -86,8 +85,9 @@ class AccessDenied(Exception):
 class Broker:
     """A Mercury-style bus: topics of WebSocket peers that relay text.
 
-    ``topics`` maps each topic to the set of its open connections; a peer
-    is removed the moment its connection closes.
+    ``topics`` maps each topic to the set of its connections. A connection
+    leaves the set when it is closed, and ``peers()`` and ``publish()``
+    skip it as soon as it starts closing.
     """
 
     def __init__(self, host="127.0.0.1", port=8080, max_message_bytes=256 * 1024,
@@ -270,7 +270,7 @@ class Broker:
 
     def log_rejection(self, peer, target, status, reason):
         self.rejected += 1
-        # The path only: the query may hold a token.
+        # The path only, because the query may contain a token.
         log.warning("Broker: rejected %s on %s with HTTP %d: %s", peer,
                     urlsplit(target).path, status, reason)
 
@@ -347,9 +347,9 @@ def _server_ssl_context(certfile, keyfile):
 class _BusConnection(ServerConnection):
     """A connection that also serves ``POST /bus/<topic>``.
 
-    websockets reads only bodyless GET requests, so the first bytes are held
-    back until the request method is known: a POST is answered here and
-    never reaches websockets, anything else goes to websockets unchanged.
+    websockets reads only requests without a body, so the first bytes wait
+    until the request method is known. This class handles a POST itself,
+    and passes any other request to websockets unchanged.
     """
 
     broker = None  # set on the subclass that Broker.start() makes
@@ -358,7 +358,7 @@ class _BusConnection(ServerConnection):
 
     def connection_made(self, transport):
         super().connection_made(transport)
-        self._held = bytearray()
+        self._first_bytes = bytearray()
         self._post = None
         self._is_websocket = False
 
@@ -369,22 +369,23 @@ class _BusConnection(ServerConnection):
         if self._post is not None:
             self._post.feed(data)
             return
-        self._held += data
+        self._first_bytes += data
         method = b"POST "
-        if len(self._held) < len(method) and method.startswith(bytes(self._held)):
+        if (len(self._first_bytes) < len(method)
+                and method.startswith(bytes(self._first_bytes))):
             return
-        held, self._held = bytes(self._held), None
-        if held.startswith(method):
+        first_bytes, self._first_bytes = bytes(self._first_bytes), None
+        if first_bytes.startswith(method):
             self._post = _PostRequest(self.broker, self.transport,
                                       peer_name(self))
-            self._post.feed(held)
+            self._post.feed(first_bytes)
         else:
             self._is_websocket = True
-            super().data_received(held)
+            super().data_received(first_bytes)
 
 
 class _PostRequest:
-    """One ``POST /bus/<topic>`` request, answered with Connection: close.
+    """One ``POST /bus/<topic>`` request; the response closes the connection.
 
     When a request is rejected before its body has arrived, up to
     ``MAX_DISCARDED_BODY_BYTES`` of the body are read and dropped before the
@@ -428,13 +429,17 @@ class _PostRequest:
             self.finish(bytes(self.buffer[:self.length]))
 
     def read_head(self, head):
-        """Parse and check the request head; answer and return False if bad."""
+        """Parse and check the request head.
+
+        Return False after sending an error response for an invalid head.
+        """
         lines = head.decode("latin-1").split("\r\n")
         request_line = lines[0].split(" ")
         if len(request_line) != 3:
             self.reject(400, "invalid request line")
             return False
         self.target = request_line[1]
+
         headers = {}
         for line in lines[1:]:
             name, separator, value = line.partition(":")
@@ -453,6 +458,7 @@ class _PostRequest:
             self.length = None
             self.reject(400, "invalid Content-Length")
             return False
+
         kind, self.topic, query = self.broker.route(self.target)
         if kind != "bus":
             self.reject(404, "unknown path: POST to /bus/<topic>")
@@ -463,6 +469,7 @@ class _PostRequest:
         except AccessDenied as denied:
             self.reject(denied.status, denied.reason)
             return False
+
         if self.length > self.broker.max_message_bytes:
             self.reject(413, "body over the maximum of %d bytes"
                         % self.broker.max_message_bytes)

@@ -10,8 +10,8 @@ It speaks the bus protocol of Perl's Mercury:
 
 The broker needs Python 3.9 or newer and websockets 13 or newer
 (``pip install 'job_notifier[broker]'``). This module only parses options
-and checks the interpreter, so it imports on Python 2.7 too and reports
-that plainly; the server itself is in ``_broker_server``.
+and checks the interpreter, so it also imports on Python 2.7 and reports
+the version there. The server itself is in ``_broker_server``.
 """
 
 from __future__ import absolute_import, print_function, unicode_literals
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
-# websockets' own keepalive defaults; a peer that does not answer a ping
+# The keepalive defaults of websockets' serve(): a peer that sends no pong
 # within the timeout is dropped.
 DEFAULT_PING_INTERVAL = 20.0
 DEFAULT_PING_TIMEOUT = 20.0
@@ -46,6 +46,7 @@ def add_arguments(parser):
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help="TCP port to listen on (default: %(default)s; "
                              "0 picks a free port)")
+
     parser.add_argument("--max-message-size", type=int,
                         default=DEFAULT_MAX_MESSAGE_BYTES, metavar="BYTES",
                         help="largest message accepted, in bytes; a peer "
@@ -63,6 +64,7 @@ def add_arguments(parser):
                              "as https://app.example.com; repeat for more. "
                              "Requests without an Origin header are always "
                              "accepted. Default: any origin")
+
     parser.add_argument("--ping-interval", type=float,
                         default=DEFAULT_PING_INTERVAL, metavar="SECONDS",
                         help="seconds between pings to each peer "
@@ -71,10 +73,12 @@ def add_arguments(parser):
                         default=DEFAULT_PING_TIMEOUT, metavar="SECONDS",
                         help="seconds to wait for a pong before dropping the "
                              "peer (default: %(default)s)")
+
     parser.add_argument("--certfile", metavar="PATH",
                         help="PEM certificate chain; serves wss:// and https")
     parser.add_argument("--keyfile", metavar="PATH",
                         help="PEM private key of --certfile")
+
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"],
                         help="logging level (default: %(default)s)")

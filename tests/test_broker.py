@@ -16,7 +16,7 @@ import pytest
 from six.moves.urllib.error import HTTPError
 
 from behaviour import Recorder
-from broker_server import (REPOSITORY, free_port, raw_client, start_broker)
+from broker_server import REPOSITORY, raw_client, start_broker
 from job_notifier import Notifier
 
 websocket = pytest.importorskip("websocket")

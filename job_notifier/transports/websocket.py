@@ -76,7 +76,7 @@ def _require_websocket():
 
 
 class LivenessError(Exception):
-    """The bus did not answer a ping in time."""
+    """The bus sent no pong in time."""
 
 
 class BusClosedConnection(Exception):
@@ -84,7 +84,7 @@ class BusClosedConnection(Exception):
 
 
 class HandshakeRejected(TransportError):
-    """The bus answered the WebSocket handshake with an HTTP error status."""
+    """The bus rejected the WebSocket handshake with an HTTP error status."""
 
 
 def redact_query(url):
@@ -281,7 +281,7 @@ class WebSocketTransport(Transport):
     def connect(self, url):
         """Open a WebSocket connection to ``url`` and return it.
 
-        Raise ``HandshakeRejected`` when the bus answers with an HTTP error,
+        Raise ``HandshakeRejected`` when the bus replies with an HTTP error,
         such as 401 for a missing token or 403 for an Origin it rejects.
         """
         websocket = _require_websocket()
@@ -308,7 +308,8 @@ class WebSocketTransport(Transport):
     def send(self, payload, **options):
         """Send ``payload`` as one text frame (bytes: one binary frame).
 
-        Return once the bus has answered the ping that follows the message.
+        Return once the bus has sent the pong to the ping that follows the
+        message.
         Raise ``TransportError`` when that fails ``send_retries + 1`` times.
         """
         if options:
@@ -383,7 +384,7 @@ class WebSocketTransport(Transport):
         """Read and drop what the bus sent since the last send.
 
         Return False if the bus closed the connection meanwhile, which it
-        does to peers that do not answer its pings while idle.
+        does to idle peers that send no pongs to its pings.
         """
         websocket = _require_websocket()
         sock = connection.sock
@@ -425,7 +426,7 @@ def close_connection(connection, send_close):
     """Close a websocket-client connection without waiting for the bus.
 
     ``send_close`` sends a close frame first, so the bus drops the peer
-    at once even if a forked child still holds a copy of the socket.
+    at once even if a forked child still has a copy of the socket.
     """
     sock = connection.sock
     if sock is None:
