@@ -9,7 +9,7 @@ PYTHON311 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.11*/bin/python) $(s
 VENV = .venv
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-py27 test-py311 system-packages venvs clean
+.PHONY: demo test test-py27 test-py311 system-packages venvs tox clean
 
 demo: $(VENV)/demo/bin/job-notifier
 	$(VENV)/demo/bin/job-notifier demo
@@ -49,6 +49,14 @@ test-py311: $(VENV)/py311/.installed
 # Python 2.7 runs first, so the last line printed is the summary of the
 # Python 3.11 run; make stops at the first run that fails.
 test: system-packages test-py27 test-py311
+
+# Every supported interpreter that pyenv has installed goes on PATH, so
+# tox finds python2.7 and python3.6 to python3.13.
+PYENV_BINS = $(subst $(eval) ,:,$(wildcard $(PYENV_ROOT)/versions/*/bin))
+
+tox: system-packages
+	$(PYTHON311) -m pip install --quiet 'tox<4' 'virtualenv<20.22'
+	PATH="$(PYENV_BINS):$$PATH" $(PYTHON311) -m tox $(TOX_ARGS)
 
 clean:
 	rm -rf $(VENV) .tox build dist *.egg-info
