@@ -209,6 +209,16 @@ class BrokerServer(object):
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def wait_until(condition, timeout=5.0):
+    """Poll ``condition`` until it is true; return its last value."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
 def start_broker(**options):
     """Start a ``BrokerServer``, or skip the test if no interpreter can."""
     import pytest

@@ -16,7 +16,7 @@ import pytest
 from six.moves.urllib.error import HTTPError
 
 from behaviour import Recorder
-from broker_server import REPOSITORY, raw_client, start_broker
+from broker_server import REPOSITORY, raw_client, start_broker, wait_until
 from job_notifier import Notifier
 
 websocket = pytest.importorskip("websocket")
@@ -33,15 +33,6 @@ def broker_server():
     server = start_broker(max_message_bytes=4096)
     yield server
     server.cleanup()
-
-
-def wait_until(condition, timeout=5.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def local_name(client):

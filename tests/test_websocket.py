@@ -15,8 +15,9 @@ import time
 
 import pytest
 
-from behaviour import DELIVERY_TIMEOUT, NotifierBehaviour, Recorder
-from broker_server import REPOSITORY, make_certificate, start_broker
+from behaviour import NotifierBehaviour, Recorder
+from broker_server import (REPOSITORY, free_port, make_certificate,
+                           start_broker, wait_until)
 from job_notifier import (ConfigurationError, Notifier, NotifierError,
                           TransportError)
 from job_notifier.transports.websocket import WebSocketTransport, redact_query
@@ -36,15 +37,6 @@ def fresh_broker_server():
     server = start_broker()
     yield server
     server.cleanup()
-
-
-def wait_until(condition, timeout=DELIVERY_TIMEOUT):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 class TestWebSocketTransport(NotifierBehaviour):
@@ -280,7 +272,6 @@ def test_sender_reconnects_after_idle_close(caplog):
 
 
 def test_notify_without_broker_raises():
-    from broker_server import free_port
     sender = Notifier.from_url("ws://127.0.0.1:%d/bus/x" % free_port(),
                                connect_timeout=1, send_retries=1)
     try:

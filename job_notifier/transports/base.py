@@ -5,6 +5,7 @@ from __future__ import absolute_import, unicode_literals
 import errno
 import select
 
+from .._compat import monotonic
 from ..urls import redact_url
 
 
@@ -70,3 +71,40 @@ def wait_readable(fds, timeout):
             return []
         raise
     return readable
+
+
+class PingSchedule(object):
+    """Liveness timing of a listening connection.
+
+    A ping is due once the connection has been idle for ``interval``
+    seconds, and the reply is overdue ``timeout`` seconds after the ping, so
+    a dead server is noticed within ``interval + timeout`` seconds.
+    """
+
+    def __init__(self, interval, timeout):
+        self.interval = interval
+        self.timeout = timeout
+        self.last_activity = monotonic()
+        self.ping_sent_at = None
+
+    def record_activity(self):
+        """Note that the server sent something, a reply included."""
+        self.last_activity = monotonic()
+        self.ping_sent_at = None
+
+    def record_ping(self):
+        self.ping_sent_at = monotonic()
+
+    def seconds_until_action(self):
+        """Return how long to wait before ``ping_due()`` or ``reply_overdue()``."""
+        if self.ping_sent_at is not None:
+            return self.ping_sent_at + self.timeout - monotonic()
+        return self.last_activity + self.interval - monotonic()
+
+    def ping_due(self):
+        return (self.ping_sent_at is None
+                and monotonic() - self.last_activity >= self.interval)
+
+    def reply_overdue(self):
+        return (self.ping_sent_at is not None
+                and monotonic() - self.ping_sent_at >= self.timeout)

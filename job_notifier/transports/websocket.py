@@ -28,13 +28,13 @@ import struct
 import threading
 import time
 
-from six.moves.urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from six.moves.urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from .._compat import binary_type, monotonic, string_types
 from ..exceptions import ConfigurationError, MissingDependencyError, TransportError
 from ..notifier import DEFAULT_CHANNEL
 from ..urls import redact_url
-from .base import Subscription, Transport, wait_readable
+from .base import PingSchedule, Subscription, Transport, wait_readable
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +107,13 @@ def redact_query(url):
 
 
 def _without_query_parameter(url, name):
+    # The other parameters keep their exact bytes: decoding and encoding
+    # them again could change a token.
     parts = urlsplit(url)
-    pairs = [(key, value) for key, value in
-             parse_qsl(parts.query, keep_blank_values=True) if key != name]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path,
-                       urlencode(pairs), parts.fragment))
+    kept = [item for item in parts.query.split("&")
+            if item and item.split("=", 1)[0] != name]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept),
+                       parts.fragment))
 
 
 def _has_buffered_data(sock):
@@ -450,8 +452,8 @@ class _WebSocketSubscription(Subscription):
     def __init__(self, transport):
         self._transport = transport
         self._connection = transport.connect(transport.listen_url)
-        self._last_activity = monotonic()
-        self._ping_sent_at = None
+        self._schedule = PingSchedule(transport.ping_interval,
+                                      transport.ping_timeout)
         self._broken = False
 
     def receive(self, timeout, wake_fd):
@@ -466,7 +468,7 @@ class _WebSocketSubscription(Subscription):
         if sock is None:
             raise BusClosedConnection("the listening connection was closed")
         if not _has_buffered_data(sock):
-            wait = min(timeout, self._seconds_until_liveness_action())
+            wait = min(timeout, self._schedule.seconds_until_action())
             readable = wait_readable([sock, wake_fd], max(wait, 0))
             if sock not in readable:
                 self._check_liveness()
@@ -478,8 +480,7 @@ class _WebSocketSubscription(Subscription):
         payloads = []
         for _ in range(MAX_FRAMES_PER_RECEIVE):
             opcode, frame = self._connection.recv_data_frame(True)
-            self._last_activity = monotonic()
-            self._ping_sent_at = None
+            self._schedule.record_activity()
             if opcode in (websocket.ABNF.OPCODE_TEXT,
                           websocket.ABNF.OPCODE_BINARY):
                 payloads.append(frame.data)
@@ -491,22 +492,13 @@ class _WebSocketSubscription(Subscription):
                 break
         return payloads
 
-    def _seconds_until_liveness_action(self):
-        now = monotonic()
-        if self._ping_sent_at is not None:
-            return self._ping_sent_at + self._transport.ping_timeout - now
-        return self._last_activity + self._transport.ping_interval - now
-
     def _check_liveness(self):
-        now = monotonic()
-        if self._ping_sent_at is not None:
-            if now - self._ping_sent_at >= self._transport.ping_timeout:
-                raise LivenessError(
-                    "no pong within %.1f seconds of a ping"
-                    % self._transport.ping_timeout)
-        elif now - self._last_activity >= self._transport.ping_interval:
+        if self._schedule.reply_overdue():
+            raise LivenessError("no pong within %.1f seconds of a ping"
+                                % self._schedule.timeout)
+        if self._schedule.ping_due():
             self._connection.ping(b"")
-            self._ping_sent_at = now
+            self._schedule.record_ping()
 
     def close(self):
         connection, self._connection = self._connection, None
