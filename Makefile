@@ -9,7 +9,7 @@ PYTHON311 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.11*/bin/python) $(s
 VENV = .venv
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-py27 test-py311 system-packages venvs tox clean
+.PHONY: demo test test-py27 test-py311 system-packages venvs tox bench clean
 
 demo: $(VENV)/demo/bin/job-notifier
 	$(VENV)/demo/bin/job-notifier demo
@@ -57,6 +57,18 @@ PYENV_BINS = $(subst $(eval) ,:,$(wildcard $(PYENV_ROOT)/versions/*/bin))
 tox: system-packages
 	$(PYTHON311) -m pip install --quiet 'tox<4' 'virtualenv<20.22'
 	PATH="$(PYENV_BINS):$$PATH" $(PYTHON311) -m tox $(TOX_ARGS)
+
+# Measures on Python 3.11 and 2.7 against servers of its own and writes
+# docs/benchmarks.rst, .json and .png; takes about ten minutes. BENCH_ARGS
+# takes the options of python -m bench, such as --quick.
+BENCH_ARGS ?=
+
+$(VENV)/py311/.bench-installed: $(VENV)/py311/.installed
+	$(VENV)/py311/bin/pip install --quiet -e '.[bench]'
+	touch $@
+
+bench: system-packages venvs $(VENV)/py311/.bench-installed
+	$(VENV)/py311/bin/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tox build dist *.egg-info

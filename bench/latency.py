@@ -1,9 +1,12 @@
 """One-at-a-time latency: raw round trip, notify to callback, notify to wait.
 
-Sender and receiver live in one process on separate connections, so both
-ends read the same clock. Between samples the sender pauses for 0.5 to
-1.5 ms, at random, so every message meets an idle receiver, as an event
-from a real worker does.
+The sender is a separate process (``bench.sender_process``), as a worker
+is, except on ``memory://``, which only works inside one process. A
+sample runs from the wall-clock time taken just before the send call to
+the wall-clock time at which the event arrived; both processes run on one
+machine and read the same clock. Between samples the receiver pauses for
+0.5 to 1.5 ms, at random, so every message meets an idle receiver, as an
+event from a real worker does.
 """
 
 from __future__ import absolute_import, unicode_literals
@@ -14,7 +17,7 @@ import time
 
 from job_notifier import WaitTimeout
 
-from .stats import PipeSignal, now
+from .stats import PipeSignal, wall_clock
 
 # How long one sample may take before it counts as lost.
 SAMPLE_TIMEOUT = 5.0
@@ -24,43 +27,65 @@ def pause():
     time.sleep(random.uniform(0.0005, 0.0015))
 
 
-def measure_raw(raw, samples, warmup, prefix="raw"):
-    """Time ``raw.send()`` to the payload's arrival in ``raw.receive()``.
+class LocalSender(object):
+    """A sender in this process, with the interface of ``SenderProcess``."""
+
+    def __init__(self, notifier):
+        self.notifier = notifier
+        self._started = None
+
+    def send(self, job_id):
+        self._started = wall_clock()
+        self.notifier.notify(job_id, "finished")
+
+    def sent_at(self):
+        return self._started
+
+    def close(self):
+        self.notifier.close()
+
+
+def _record(durations, index, warmup, started, arrived):
+    """Add one sample; return 1 if it was lost, else 0."""
+    if index < warmup:
+        return 0
+    if arrived is None or started is None:
+        return 1
+    durations.append(arrived - started)
+    return 0
+
+
+def measure_raw(receiver, sender, samples, warmup, prefix="raw"):
+    """Time a raw send to the payload's arrival in ``receiver.receive()``.
 
     Return ``(seconds, lost)`` for the samples after the first ``warmup``.
     """
     durations = []
     lost = 0
     for index in range(warmup + samples):
-        payload = '["%s-%d","finished"]' % (prefix, index)
-        started = now()
-        raw.send(payload)
+        job_id = "%s-%d" % (prefix, index)
+        expected = '["%s","finished"]' % job_id
+        sender.send(job_id)
         arrived = None
         deadline = time.time() + SAMPLE_TIMEOUT
         while arrived is None and time.time() < deadline:
-            for received in raw.receive(SAMPLE_TIMEOUT):
-                if received == payload:
-                    arrived = now()
-        if index >= warmup:
-            if arrived is None:
-                lost += 1
-            else:
-                durations.append(arrived - started)
+            for payload in receiver.receive(SAMPLE_TIMEOUT):
+                if payload == expected:
+                    arrived = wall_clock()
+        lost += _record(durations, index, warmup, sender.sent_at(), arrived)
         pause()
     return durations, lost
 
 
-def measure_callback(listener, sender, samples, warmup, prefix="cb"):
-    """Time ``sender.notify()`` to the start of a ``finished`` callback.
-
-    ``listener`` and ``sender`` are two notifiers on one channel.
-    """
+def measure_callback(listener, sender, samples, warmup, prefix="callback"):
+    """Time ``notify()`` to the start of an ``on("finished")`` callback."""
     arrivals = {}
     signal = PipeSignal()
 
     def on_finished(notifier, job_id):
-        arrivals[job_id] = now()
-        signal.set()
+        if job_id.startswith(prefix):
+            arrivals[job_id] = wall_clock()
+            signal.set()
 
     listener.on("finished", on_finished)
     listener.start()
@@ -69,14 +94,10 @@ def measure_callback(listener, sender, samples, warmup, prefix="cb"):
     try:
         for index in range(warmup + samples):
             job_id = "%s-%d" % (prefix, index)
-            started = now()
-            sender.notify(job_id, "finished")
-            arrived = signal.wait(SAMPLE_TIMEOUT)
-            if index >= warmup:
-                if arrived and job_id in arrivals:
-                    durations.append(arrivals[job_id] - started)
-                else:
-                    lost += 1
+            sender.send(job_id)
+            signal.wait(SAMPLE_TIMEOUT)
+            lost += _record(durations, index, warmup, sender.sent_at(),
+                            arrivals.get(job_id))
             pause()
     finally:
         listener.unsubscribe("finished", on_finished)
@@ -87,9 +108,9 @@ def measure_callback(listener, sender, samples, warmup, prefix="cb"):
 class WaitingThread(object):
     """A thread that calls ``wait_for()`` for one job id after another.
 
-    Before each sample the sender waits until the waiter is registered
-    (``health()["pending_waiters"]`` reaches ``other_waiters + 1``) and
-    then for 1 ms more, so the thread is blocked when the event is sent.
+    Before each sample the receiver waits until the waiter is registered
+    (``health()["pending_waiters"]`` exceeds ``other_waiters``) and then
+    for 1 ms more, so the thread is blocked when the event is sent.
     """
 
     def __init__(self, listener, prefix, count):
@@ -112,7 +133,7 @@ class WaitingThread(object):
             try:
                 self.listener.wait_for(self.job_id(index),
                                        timeout=SAMPLE_TIMEOUT)
-                self.returned[index] = now()
+                self.returned[index] = wall_clock()
             except WaitTimeout:
                 pass
             self.woken.set()
@@ -136,7 +157,7 @@ class WaitingThread(object):
 
 def measure_wait_for(listener, sender, samples, warmup, prefix="wait",
                      other_waiters=0):
-    """Time ``sender.notify()`` to the return of ``wait_for()`` in a thread.
+    """Time ``notify()`` to the return of ``wait_for()`` in another thread.
 
     ``other_waiters`` is the number of waiters of other jobs that are
     already pending on ``listener``.
@@ -150,15 +171,11 @@ def measure_wait_for(listener, sender, samples, warmup, prefix="wait",
     try:
         for index in range(total):
             registered = waiting.wait_registered(other_waiters)
-            started = now()
-            sender.notify(waiting.job_id(index), "finished")
-            woken = waiting.woken.wait(SAMPLE_TIMEOUT * 2)
-            returned = waiting.returned[index]
-            if index >= warmup:
-                if registered and woken and returned is not None:
-                    durations.append(returned - started)
-                else:
-                    lost += 1
+            sender.send(waiting.job_id(index))
+            waiting.woken.wait(SAMPLE_TIMEOUT * 2)
+            returned = waiting.returned[index] if registered else None
+            lost += _record(durations, index, warmup, sender.sent_at(),
+                            returned)
             pause()
     finally:
         waiting.close()

@@ -28,7 +28,8 @@ from job_notifier._compat import text_type
 from job_notifier.transports import transport_class
 
 from . import latency, scale, sending, throughput
-from .raw import RAW_CHANNELS
+from .raw import RECEIVERS, SENDERS
+from .sender_process import SenderProcess
 from .stats import ratio, summarize
 
 log = logging.getLogger("bench")
@@ -111,6 +112,11 @@ class Measurements(object):
             gc.collect()
         return self.result
 
+    def _sender(self, mode, transport, url, channel):
+        if transport == "memory":
+            return latency.LocalSender(Notifier.from_url(url, channel=channel))
+        return SenderProcess(mode, transport, url, channel)
+
     def measure_latency(self):
         config = self.config
         results = self.result.setdefault("latency", {})
@@ -118,27 +124,29 @@ class Measurements(object):
             url = notifier_url(config, transport)
             channel = channel_name("latency_%s" % transport)
             entry = results[transport] = {"raw": None}
-            raw_class = RAW_CHANNELS.get(transport)
-            if raw_class is not None:
-                raw = raw_class(url, channel + "_raw")
+            if transport in RECEIVERS:
+                receiver = RECEIVERS[transport](url, channel)
+                sender = self._sender("raw", transport, url, channel)
                 try:
                     durations, lost = latency.measure_raw(
-                        raw, config["samples"], config["warmup"])
+                        receiver, sender, config["samples"],
+                        config["warmup"])
                 finally:
-                    raw.close()
+                    sender.close()
+                    receiver.close()
                 entry["raw"] = summarize(durations, lost)
-            listener = Notifier.from_url(url, channel=channel)
-            sender = Notifier.from_url(url, channel=channel)
-            try:
-                for path, function in (("callback", latency.measure_callback),
-                                       ("wait_for", latency.measure_wait_for)):
+            for path, function in (("callback", latency.measure_callback),
+                                   ("wait_for", latency.measure_wait_for)):
+                listener = Notifier.from_url(url, channel=channel)
+                sender = self._sender("notify", transport, url, channel)
+                try:
                     durations, lost = function(listener, sender,
                                                config["samples"],
                                                config["warmup"])
-                    entry[path] = summarize(durations, lost)
-            finally:
-                listener.close()
-                sender.close()
+                finally:
+                    sender.close()
+                    listener.close()
+                entry[path] = summarize(durations, lost)
             raw_p50 = entry["raw"]["p50"] if entry["raw"] else None
             for path in ("callback", "wait_for"):
                 entry[path]["p50_over_raw"] = ratio(entry[path]["p50"],
@@ -190,21 +198,12 @@ class Measurements(object):
         for transport in self.transports:
             url = notifier_url(self.config, transport)
             channel = channel_name("send_%s" % transport)
-            entry = results[transport] = {"raw": None}
-            raw_factory = sending.RAW_SENDERS.get(transport)
-            if raw_factory is not None:
-                send, close = raw_factory(url, channel)
-                try:
-                    entry["raw"] = sending.calls_per_second(send, count)
-                finally:
-                    close()
-            notifier = Notifier.from_url(url, channel=channel)
-            try:
-                entry["notify"] = sending.calls_per_second(
-                    lambda index: notifier.notify(index, "finished"), count)
-            finally:
-                notifier.close()
-            entry["ratio"] = ratio(entry["notify"], entry["raw"])
+            raw = None
+            if transport in SENDERS:
+                raw = sending.raw_rate(transport, url, channel, count)
+            notify = sending.notify_rate(url, channel, count)
+            results[transport] = {"raw": raw, "notify": notify,
+                                  "ratio": ratio(notify, raw)}
 
     def measure_rq(self):
         from . import rq_bench

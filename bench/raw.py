@@ -1,9 +1,10 @@
 """The baselines: each transport's client library used directly.
 
-Every raw channel opens two connections, one to send and one to receive,
-as job_notifier does, and exposes ``send(payload)``, ``receive(timeout)``
-(a list of the text payloads that arrived, empty when ``timeout`` passes)
-and ``close()``.
+A raw receiver has ``receive(timeout)``, which returns the list of text
+payloads that arrived (empty when ``timeout`` seconds pass), and
+``close()``. A raw sender is a pair ``(send, close)`` where
+``send(payload)`` sends one payload and waits for whatever reply the
+protocol gives.
 """
 
 from __future__ import absolute_import, unicode_literals
@@ -22,15 +23,17 @@ def _wait_readable(connection, timeout):
     return bool(readable)
 
 
-class RawRedis(object):
-    """redis-py: PUBLISH on one connection, SUBSCRIBE and ``get_message``."""
+def _topic_url(url, channel):
+    return "%s/%s" % (url.rstrip("/"), channel)
+
+
+class RedisReceiver(object):
+    """redis-py: SUBSCRIBE, then ``get_message(timeout=...)``."""
 
     def __init__(self, url, channel):
         import redis
-        self.channel = channel
-        self.sender = redis.Redis.from_url(url)
-        self._receiver_client = redis.Redis.from_url(url)
-        self.pubsub = self._receiver_client.pubsub()
+        self._client = redis.Redis.from_url(url)
+        self.pubsub = self._client.pubsub()
         self.pubsub.subscribe(channel)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -39,9 +42,6 @@ class RawRedis(object):
                 return
         raise RuntimeError("no SUBSCRIBE confirmation from %s within 10 "
                            "seconds" % url)
-
-    def send(self, payload):
-        self.sender.publish(self.channel, payload)
 
     def receive(self, timeout):
         deadline = time.time() + timeout
@@ -55,30 +55,21 @@ class RawRedis(object):
 
     def close(self):
         self.pubsub.close()
-        self._receiver_client.connection_pool.disconnect()
-        self.sender.connection_pool.disconnect()
+        self._client.connection_pool.disconnect()
 
 
-class RawPostgres(object):
-    """psycopg2: ``SELECT pg_notify()`` on one connection; LISTEN, ``poll()``."""
+class PostgresReceiver(object):
+    """psycopg2: LISTEN on an autocommit connection, ``select()`` and ``poll()``."""
 
     def __init__(self, url, channel):
         import psycopg2
-        self.channel = channel
-        self.listen_connection = psycopg2.connect(url)
-        self.listen_connection.autocommit = True
-        self.listen_connection.cursor().execute(
+        self.connection = psycopg2.connect(url)
+        self.connection.autocommit = True
+        self.connection.cursor().execute(
             'LISTEN "%s"' % channel.replace('"', '""'))
-        self.send_connection = psycopg2.connect(url)
-        self.send_connection.autocommit = True
-        self._cursor = self.send_connection.cursor()
-
-    def send(self, payload):
-        self._cursor.execute("SELECT pg_notify(%s, %s)",
-                             (self.channel, payload))
 
     def receive(self, timeout):
-        connection = self.listen_connection
+        connection = self.connection
         deadline = time.time() + timeout
         while True:
             if connection.notifies:
@@ -93,41 +84,77 @@ class RawPostgres(object):
                 connection.poll()
 
     def close(self):
-        self.listen_connection.close()
-        self.send_connection.close()
+        self.connection.close()
 
 
-class RawWebSocket(object):
-    """websocket-client: send on one connection, receive on another.
-
-    Both connect to the same broker topic, so the measured round trip is
-    sender, broker and receiver, as for the notifier.
-    """
+class WebSocketReceiver(object):
+    """websocket-client: one connection to the broker topic, ``recv()``."""
 
     def __init__(self, url, channel):
         import websocket
-        topic_url = "%s/%s" % (url.rstrip("/"), channel)
-        self.receiver = websocket.create_connection(topic_url, timeout=10)
-        self.sender = websocket.create_connection(topic_url, timeout=10)
-
-    def send(self, payload):
-        self.sender.send(payload)
+        self._websocket = websocket
+        self.connection = websocket.create_connection(
+            _topic_url(url, channel), timeout=10)
 
     def receive(self, timeout):
-        import websocket
-        self.receiver.settimeout(timeout)
+        self.connection.settimeout(timeout)
         try:
-            return [ensure_text(self.receiver.recv())]
-        except websocket.WebSocketTimeoutException:
+            return [ensure_text(self.connection.recv())]
+        except self._websocket.WebSocketTimeoutException:
             return []
 
     def close(self):
-        self.sender.close()
-        self.receiver.close()
+        self.connection.close()
 
 
-RAW_CHANNELS = {
-    "redis": RawRedis,
-    "postgres": RawPostgres,
-    "websocket": RawWebSocket,
+def redis_sender(url, channel):
+    """Return ``(send, close)`` for redis-py's PUBLISH."""
+    import redis
+    client = redis.Redis.from_url(url)
+
+    def send(payload):
+        client.publish(channel, payload)
+
+    return send, client.connection_pool.disconnect
+
+
+def postgres_sender(url, channel):
+    """Return ``(send, close)`` for psycopg2's ``SELECT pg_notify()``."""
+    import psycopg2
+    connection = psycopg2.connect(url)
+    connection.autocommit = True
+    cursor = connection.cursor()
+
+    def send(payload):
+        cursor.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+
+    return send, connection.close
+
+
+def websocket_sender(url, channel):
+    """Return ``(send, close)`` for websocket-client's ``send()``.
+
+    The bus sends no reply to a text frame, so ``send()`` returns once the
+    frame is written to the socket.
+    """
+    import websocket
+    connection = websocket.create_connection(_topic_url(url, channel),
+                                             timeout=10)
+
+    def send(payload):
+        connection.send(payload)
+
+    return send, connection.close
+
+
+RECEIVERS = {
+    "redis": RedisReceiver,
+    "postgres": PostgresReceiver,
+    "websocket": WebSocketReceiver,
+}
+
+SENDERS = {
+    "redis": redis_sender,
+    "postgres": postgres_sender,
+    "websocket": websocket_sender,
 }

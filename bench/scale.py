@@ -24,6 +24,7 @@ import time
 from job_notifier import Notifier, NotifierClosed, WaitTimeout
 
 from .latency import measure_wait_for
+from .sender_process import SenderProcess
 from .stats import process_cpu_seconds, ratio, summarize
 
 # Enough for the few frames of wait_for(); the default of 8 MiB would
@@ -136,7 +137,7 @@ class ScaleBench(object):
         self.warmup = warmup
         self.idle_seconds = idle_seconds
         self.inspector = redis.Redis.from_url(url)
-        self.sender = Notifier.from_url(url, channel=channel)
+        self.sender = SenderProcess("notify", "redis", url, channel)
 
     def _listener(self):
         return Notifier.from_url(self.url, channel=self.channel).start()

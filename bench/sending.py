@@ -1,16 +1,23 @@
 """Sender cost: ``notify()`` calls per second against the raw client's send.
 
-Each loop sends one message per call and waits for the server's reply, as
-a worker does; no process listens on the channel.
+Each loop sends one message per call from one thread and waits for the
+server's reply where the protocol has one (PUBLISH and ``pg_notify()`` do,
+a WebSocket text frame does not); no process listens on the channel.
 """
 
 from __future__ import absolute_import, division, unicode_literals
 
+from job_notifier import Notifier
+
+from .raw import SENDERS
 from .stats import now
 
 
 def calls_per_second(send, count):
-    """Call ``send(index)`` ``count`` times; return the calls per second."""
+    """Call ``send(index)`` ``count`` times; return the calls per second.
+
+    A warm-up of up to 100 calls runs first and is not counted.
+    """
     for index in range(min(100, count)):
         send(index)
     started = now()
@@ -20,45 +27,21 @@ def calls_per_second(send, count):
     return round(count / elapsed) if elapsed > 0 else None
 
 
-def raw_redis_sender(url, channel):
-    """Return ``(send, close)`` for redis-py's PUBLISH."""
-    import redis
-    client = redis.Redis.from_url(url)
-
-    def send(index):
-        client.publish(channel, '[%d,"finished"]' % index)
-
-    return send, client.connection_pool.disconnect
-
-
-def raw_postgres_sender(url, channel):
-    """Return ``(send, close)`` for psycopg2's ``SELECT pg_notify()``."""
-    import psycopg2
-    connection = psycopg2.connect(url)
-    connection.autocommit = True
-    cursor = connection.cursor()
-
-    def send(index):
-        cursor.execute("SELECT pg_notify(%s, %s)",
-                       (channel, '[%d,"finished"]' % index))
-
-    return send, connection.close
+def raw_rate(transport, url, channel, count):
+    """Return the calls per second of the raw client of ``transport``."""
+    send, close = SENDERS[transport](url, channel)
+    try:
+        return calls_per_second(
+            lambda index: send('[%d,"finished"]' % index), count)
+    finally:
+        close()
 
 
-def raw_websocket_sender(url, channel):
-    """Return ``(send, close)`` for websocket-client's ``send()``."""
-    import websocket
-    connection = websocket.create_connection(
-        "%s/%s" % (url.rstrip("/"), channel), timeout=10)
-
-    def send(index):
-        connection.send('[%d,"finished"]' % index)
-
-    return send, connection.close
-
-
-RAW_SENDERS = {
-    "redis": raw_redis_sender,
-    "postgres": raw_postgres_sender,
-    "websocket": raw_websocket_sender,
-}
+def notify_rate(url, channel, count):
+    """Return the calls per second of ``Notifier.notify()``."""
+    notifier = Notifier.from_url(url, channel=channel)
+    try:
+        return calls_per_second(
+            lambda index: notifier.notify(index, "finished"), count)
+    finally:
+        notifier.close()

@@ -8,12 +8,16 @@ from __future__ import absolute_import, unicode_literals
 
 import logging
 import os
+import subprocess
 import sys
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPOSITORY, "tests")
 
 log = logging.getLogger("bench")
+
+BROKER_VERSION = ("import sys, websockets; print('(Python %d.%d.%d, websockets "
+                  "%s)' % (sys.version_info[:3] + (websockets.__version__,)))")
 
 
 def _import_test_helper(module_name):
@@ -62,10 +66,29 @@ class Servers(object):
         log.info("PostgreSQL %s on %s", self.versions["PostgreSQL"],
                  server.url)
 
+    def start_broker(self):
+        helper = _import_test_helper("broker_server")
+        if helper.broker_python() is None:
+            self.skipped["websocket"] = (
+                "no Python 3.9+ with websockets 13+ to run the broker")
+            return
+        server = helper.BrokerServer()
+        # The test helper logs every frame at debug level; a benchmark
+        # would measure the logging.
+        server.arguments[server.arguments.index("--log-level") + 1] = "warning"
+        self._running.append(server)
+        server.start()
+        self.versions["job-notifier broker"] = subprocess.check_output(
+            [server.python, "-c", BROKER_VERSION]).decode("ascii").strip()
+        self.urls["websocket"] = server.url
+        log.info("job-notifier broker on %s", server.url)
+
     def start(self, transports):
         self.start_redis()
         if "postgres" in transports:
             self.start_postgres()
+        if "websocket" in transports:
+            self.start_broker()
 
     def stop(self):
         while self._running:

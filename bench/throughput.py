@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 
-from .raw import RawRedis
+from .raw import RedisReceiver
 from .stats import PipeSignal, now
 
 # How long the receiver waits for the next event before it counts the
@@ -61,7 +61,7 @@ def measure_raw_loop(url, channel, count):
     The loop keeps each payload and parses the ids only after the last
     arrival, so the timed part is redis-py's receive path alone.
     """
-    raw = RawRedis(url, channel)
+    raw = RedisReceiver(url, channel)
     payloads = []
     first = last = None
     process = start_flood(url, channel, count)
