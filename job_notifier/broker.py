@@ -134,7 +134,7 @@ def check_runtime():
     """Raise ``NotifierError`` unless this interpreter can run the broker."""
     if sys.version_info < MINIMUM_PYTHON:
         raise NotifierError(
-            "job-notifier broker needs Python %d.%d or newer, and this is "
+            "the broker needs Python %d.%d or newer, and this is "
             "Python %d.%d: run it with a newer interpreter, for example "
             "python3 -m job_notifier.broker" % (
                 MINIMUM_PYTHON + tuple(sys.version_info[:2])))

@@ -255,7 +255,7 @@ def run_broker_module(arguments, python=None, timeout=20):
 def test_python2_gets_a_clear_error():
     status, _, errors = run_broker_module(["--port", "0"])
     assert status == 2
-    assert "needs Python 3.9 or newer" in errors
+    assert "the broker needs Python 3.9 or newer" in errors
 
 
 def test_busy_port_is_reported(broker_server):

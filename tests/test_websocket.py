@@ -6,8 +6,13 @@ run on Python 2.7 as well.
 
 from __future__ import absolute_import, unicode_literals
 
+import base64
+import hashlib
 import logging
 import os
+import socket
+import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -18,8 +23,8 @@ import pytest
 from behaviour import NotifierBehaviour, Recorder
 from broker_server import (REPOSITORY, free_port, make_certificate,
                            start_broker, wait_until)
-from job_notifier import (ConfigurationError, Notifier, NotifierError,
-                          TransportError)
+from job_notifier import (ConfigurationError, MissingDependencyError,
+                          Notifier, NotifierError, TransportError)
 from job_notifier.transports.websocket import WebSocketTransport, redact_query
 
 TOKEN = "s3cret-token-value"
@@ -134,6 +139,18 @@ def test_invalid_configuration_raises(url, options, message):
     with pytest.raises(ConfigurationError) as raised:
         Notifier.from_url(url, **options)
     assert message in str(raised.value)
+
+
+def test_missing_client_library_is_reported(monkeypatch):
+    import job_notifier.transports.websocket as module
+    monkeypatch.setattr(module, "websocket_module", None)
+    monkeypatch.setattr(module, "_websocket_import_error",
+                        ImportError("No module named websocket"),
+                        raising=False)
+    with pytest.raises(MissingDependencyError) as raised:
+        Notifier.from_url("ws://127.0.0.1:1/bus/t")
+    assert "websocket-client" in str(raised.value)
+    assert "job_notifier[websocket]" in str(raised.value)
 
 
 def test_header_errors_do_not_show_values():
@@ -408,8 +425,6 @@ def test_wss_with_self_signed_certificate(tmp_path):
 
         on_job = verified.on("job", Recorder())
         verified.start()
-        # Many small frames arrive in few TLS records, so the listener must
-        # read what the SSL layer already decrypted, not wait on select().
         for number in range(50):
             unverified.notify(number, "finished")
         calls = on_job.wait_for_calls(50)
@@ -418,3 +433,59 @@ def test_wss_with_self_signed_certificate(tmp_path):
         for notifier in notifiers:
             notifier.close()
         server.cleanup()
+
+
+def serve_frames_in_one_record(listening_socket, context, frames, done):
+    """Accept one WebSocket client and send ``frames`` in one TLS record."""
+    raw, _ = listening_socket.accept()
+    connection = context.wrap_socket(raw, server_side=True)
+    try:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += connection.recv(4096)
+        key = [line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+               if line.lower().startswith(b"sec-websocket-key:")][0]
+        accept = base64.b64encode(hashlib.sha1(
+            key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        connection.sendall(b"HTTP/1.1 101 Switching Protocols\r\n"
+                           b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                           b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        # One sendall() of less than 16 KiB is one TLS record.
+        connection.sendall(b"".join(
+            b"\x81" + struct.pack("B", len(frame)) + frame for frame in frames))
+        done.wait(10)
+    finally:
+        connection.close()
+
+
+def test_frames_in_one_tls_record_arrive_at_once(tmp_path):
+    """Frames that the SSL layer decrypted together are read without waiting
+    for the socket to become readable again."""
+    certfile, keyfile = make_certificate(str(tmp_path))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if hasattr(
+        ssl, "PROTOCOL_TLS_SERVER") else ssl.PROTOCOL_SSLv23)
+    context.load_cert_chain(certfile, keyfile)
+    listening_socket = socket.socket()
+    listening_socket.bind(("127.0.0.1", 0))
+    listening_socket.listen(1)
+    port = listening_socket.getsockname()[1]
+    frames = [('[%d,"finished"]' % number).encode("ascii")
+              for number in range(3)]
+    done = threading.Event()
+    server = threading.Thread(target=serve_frames_in_one_record,
+                              args=(listening_socket, context, frames, done))
+    server.start()
+    notifier = Notifier.from_url("wss://127.0.0.1:%d/bus/one" % port,
+                                 tls_ca_file=certfile)
+    try:
+        on_job = notifier.on("job", Recorder())
+        started = time.time()
+        calls = on_job.wait_for_calls(3, timeout=3)
+        assert [call[1] for call in calls] == ["0", "1", "2"]
+        # The listener's select() times out only after 5 seconds.
+        assert time.time() - started < 3
+    finally:
+        done.set()
+        notifier.close()
+        server.join(10)
+        listening_socket.close()
