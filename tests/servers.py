@@ -117,3 +117,15 @@ def _wait(process, timeout):
         if time.time() > deadline:
             raise RuntimeError("process %d did not exit" % process.pid)
         time.sleep(0.02)
+
+
+def terminate(process, timeout=10.0):
+    """Stop a subprocess by its pid: SIGTERM, then SIGKILL after ``timeout``."""
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        _wait(process, timeout)
+    except RuntimeError:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
