@@ -2,24 +2,35 @@
 
 from __future__ import absolute_import, unicode_literals
 
+import re
+
 from six.moves.urllib.parse import urlsplit, urlunsplit
 
 from .exceptions import ConfigurationError
 
+# libpq and redis-py also read a password from the query string.
+_QUERY_PASSWORD = re.compile(r"(^|&)(password=)[^&]*", re.IGNORECASE)
+
 
 def redact_url(url):
-    """Return ``url`` with its password replaced by ``***``."""
+    """Return ``url`` with its passwords replaced by ``***``.
+
+    Both the password before the host and a ``password=`` query parameter
+    are replaced.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<invalid URL>"
-    if parts.password is None:
+    query = _QUERY_PASSWORD.sub(r"\1\2***", parts.query)
+    if parts.password is None and query == parts.query:
         return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = parts.username or ""
-    host = netloc[-1]
-    return urlunsplit((parts.scheme, "%s:***@%s" % (userinfo, host),
-                       parts.path, parts.query, parts.fragment))
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = netloc.rsplit("@", 1)[-1]
+        netloc = "%s:***@%s" % (parts.username or "", host)
+    return urlunsplit((parts.scheme, netloc, parts.path, query,
+                       parts.fragment))
 
 
 def scheme_of(url):

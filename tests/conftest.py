@@ -2,6 +2,7 @@ from __future__ import absolute_import, unicode_literals
 
 import pytest
 
+from pg_server import PostgresServer
 from servers import RedisServer
 
 
@@ -19,3 +20,23 @@ def fresh_redis_server():
     server = RedisServer().start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the whole session; tests must not stop it."""
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def fresh_postgres_server():
+    """A PostgreSQL server of the test's own, for restarts and freezes."""
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()
