@@ -16,7 +16,8 @@ import pytest
 from behaviour import DELIVERY_TIMEOUT, NotifierBehaviour, Recorder
 from job_notifier import (ConfigurationError, MessageTooLarge, Notifier,
                           NotifierError, TransportError)
-from job_notifier.transports.postgres import MAX_PAYLOAD_BYTES
+from job_notifier.transports.postgres import (MAX_PAYLOAD_BYTES,
+                                              PostgresTransport)
 from servers import free_port
 
 
@@ -375,24 +376,26 @@ def test_idle_listener_does_not_churn(postgres_server, caplog):
         notifier.close()
 
 
-def test_close_stops_threads_within_a_second(postgres_server):
-    """close() wakes the listener from select() at once, not after a timeout."""
-    before = set(threading.enumerate())
-    notifier = Notifier.from_url(postgres_server.url, channel=_unique("close"),
-                                 ping_interval=60)
-    notifier.on("finished", lambda notifier, job_id: None)
-    notifier.start()
-    notifier.notify(1, "finished")
-    time.sleep(0.2)
-    started = time.time()
-    notifier.close()
+def test_notification_behind_keepalive_reply(postgres_server):
+    """A notification read together with the keepalive reply is returned."""
+    channel = _unique("behind")
+    transport = PostgresTransport(postgres_server.url, channel,
+                                  ping_interval=0.01, ping_timeout=5)
+    subscription = transport.open_subscription()
+    read_fd, write_fd = os.pipe()
+    try:
+        time.sleep(0.05)
+        subscription._check_liveness()
+        postgres_server.query("SELECT pg_notify(%s, 'behind the reply')",
+                              (channel,))
+        # Both the reply and the notification are in the socket now.
+        time.sleep(0.2)
 
-    assert time.time() - started < 1.0
-    leftover = [thread for thread in threading.enumerate()
-                if thread not in before
-                and thread.name.startswith("job-notifier")
-                and thread.name != "job-notifier-deadlines"]
-    assert leftover == []
+        assert subscription.receive(2.0, read_fd) == ["behind the reply"]
+    finally:
+        subscription.close()
+        os.close(read_fd)
+        os.close(write_fd)
 
 
 def test_forked_child_leaves_parent_connections(postgres_server):

@@ -2,9 +2,10 @@
 
 Both connections are psycopg2 connections in asynchronous mode. Such a
 connection is always in autocommit mode, so the listening connection is
-never left idle in a transaction. Every wait on the server (connecting,
-LISTEN, a keepalive query, sending a notification) has a deadline, so a
-silent server cannot block a thread for ever.
+never left idle in a transaction. The transport waits for the server
+(connecting, LISTEN, a keepalive query, a notification sent on its own
+connection) under a deadline of its own. NOTE: libpq resolves host names
+before the first poll, without that deadline.
 
 The listener owns one dedicated connection. It waits in ``select()`` on
 that socket and the listener's wake-up pipe, calls ``poll()`` when the
@@ -29,7 +30,7 @@ import threading
 from .._compat import binary_type, ensure_text, monotonic
 from ..exceptions import (ConfigurationError, MessageTooLarge,
                           MissingDependencyError, TransportError)
-from .base import Subscription, Transport, wait_readable
+from .base import PingSchedule, Subscription, Transport, wait_readable
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +367,6 @@ class _PostgresSubscription(Subscription):
     def __init__(self, transport):
         self._transport = transport
         self._connection = None
-        self._ping_sent_at = None
         self._want_write = False
         deadline = monotonic() + transport.connect_timeout
         try:
@@ -379,7 +379,8 @@ class _PostgresSubscription(Subscription):
         except BaseException:
             self.close()
             raise
-        self._last_activity = monotonic()
+        self._schedule = PingSchedule(transport.ping_interval,
+                                      transport.ping_timeout)
 
     def _take_notifications(self):
         # The connection listens on one channel only, so every
@@ -396,7 +397,7 @@ class _PostgresSubscription(Subscription):
         if payloads:
             return payloads
         fd = self._connection.fileno()
-        wait = max(0, min(timeout, self._seconds_until_liveness_action()))
+        wait = max(0, min(timeout, self._schedule.seconds_until_action()))
         write_fds = [fd] if self._want_write else []
         try:
             readable, writable, _ = select.select([fd, wake_fd], write_fds,
@@ -406,8 +407,10 @@ class _PostgresSubscription(Subscription):
                 return []
             raise
         if fd in readable or fd in writable:
-            if fd in readable:
-                self._last_activity = monotonic()
+            # While the keepalive query runs, only its reply counts: the
+            # query must complete before the next one can be sent.
+            if fd in readable and self._schedule.ping_sent_at is None:
+                self._schedule.record_activity()
             self._poll()
             return self._take_notifications()
         self._check_liveness()
@@ -417,8 +420,9 @@ class _PostgresSubscription(Subscription):
         extensions = psycopg2.extensions
         connection = self._connection
         state = connection.poll()
-        if state == extensions.POLL_OK and self._ping_sent_at is not None:
-            self._ping_sent_at = None
+        if (state == extensions.POLL_OK
+                and self._schedule.ping_sent_at is not None):
+            self._schedule.record_activity()
             # libpq may have read notifications together with the
             # keepalive reply without parsing them. They are no longer in
             # the socket, so select() would not report them; a second
@@ -429,22 +433,14 @@ class _PostgresSubscription(Subscription):
             raise psycopg2.OperationalError("the listening connection was "
                                             "closed")
 
-    def _seconds_until_liveness_action(self):
-        now = monotonic()
-        if self._ping_sent_at is not None:
-            return self._ping_sent_at + self._transport.ping_timeout - now
-        return self._last_activity + self._transport.ping_interval - now
-
     def _check_liveness(self):
-        now = monotonic()
-        if self._ping_sent_at is not None:
-            if now - self._ping_sent_at >= self._transport.ping_timeout:
-                raise ServerTimeout(
-                    "no reply to the keepalive query within %.1f seconds"
-                    % self._transport.ping_timeout)
-        elif now - self._last_activity >= self._transport.ping_interval:
+        if self._schedule.reply_overdue():
+            raise ServerTimeout(
+                "no reply to the keepalive query within %.1f seconds"
+                % self._schedule.timeout)
+        if self._schedule.ping_due():
             self._cursor.execute(KEEPALIVE_QUERY)
-            self._ping_sent_at = now
+            self._schedule.record_ping()
             self._poll()
 
     def close(self):
