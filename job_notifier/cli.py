@@ -3,11 +3,10 @@
 Exit statuses:
 
 - 0: success; for ``wait``, the job finished
-- 1: ``wait``: the job failed
+- 1: ``wait``: the job failed (with ``--rq``: or RQ stopped or canceled it)
 - 2: ``wait``: the timeout passed before the job ended
 - 3: an error: invalid URL or option, server unreachable, missing package,
   RQ job not found
-- 4: ``wait --rq``: RQ stopped or canceled the job
 - 64: invalid command-line arguments (``EX_USAGE`` of ``sysexits.h``)
 - 130: interrupted with Ctrl-C, except ``listen``, which then exits 0
 """
@@ -15,6 +14,7 @@ Exit statuses:
 from __future__ import absolute_import, print_function, unicode_literals
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -24,7 +24,8 @@ import time
 from . import __version__
 from ._compat import Wakeup, write_line
 from .console import (EXIT_ERROR, PROG, CommandError, Console, format_event,
-                      is_broken_pipe, silence_stdout, subscribe)
+                      import_rq_module, is_broken_pipe, silence_stdout,
+                      subscribe)
 from .exceptions import NotifierError, WaitTimeout
 from .notifier import DEFAULT_CHANNEL, URL_ENVIRONMENT_VARIABLE, Notifier
 from .urls import redact_url, scheme_of
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_TIMEOUT = 2
-EXIT_STOPPED = 4
 EXIT_USAGE = 64
 EXIT_INTERRUPTED = 130
 
@@ -114,8 +114,7 @@ def build_parser():
         description="Listen for, wait for and send job events.",
         epilog="Exit statuses: 0 success (wait: finished), 1 wait: failed, "
                "2 wait: timed out, 3 error (URL, connection, missing "
-               "package), 4 wait --rq: stopped or canceled, 64 usage error, "
-               "130 interrupted.")
+               "package), 64 usage error, 130 interrupted.")
     parser.add_argument("--version", action="version",
                         version="%s %s" % (PROG, __version__))
     _add_common_options(parser, suppress_defaults=False)
@@ -139,8 +138,8 @@ def build_parser():
     wait = subparsers.add_parser(
         "wait", help="block until a job finishes or fails",
         description="Block until the job finishes or fails. Exit status: "
-                    "0 finished, 1 failed, 2 timed out, 3 error, 4 stopped "
-                    "or canceled in RQ.")
+                    "0 finished, 1 failed (or stopped or canceled in RQ), "
+                    "2 timed out, 3 error.")
     _add_common_options(wait, suppress_defaults=True)
     wait.add_argument("job_id", metavar="JOB_ID")
     wait.add_argument("--timeout", type=_seconds, metavar="SECONDS",
@@ -213,8 +212,8 @@ def _notifier_url(args):
     return args.url or os.environ.get(URL_ENVIRONMENT_VARIABLE) or None
 
 
-def _open_notifier(args):
-    url = _notifier_url(args)
+def _open_notifier(args, default_url=None):
+    url = _notifier_url(args) or default_url
     if url is None:
         raise CommandError(
             "no notifier URL: pass --url redis://127.0.0.1:6379/0 (or "
@@ -250,14 +249,15 @@ def command_listen(args, console):
 
 def command_wait(args, console):
     """Block until the job ends; the exit status tells how it ended."""
-    notifier = _open_notifier(args)
+    rq_url = _rq_url(args) if args.rq else None
+    # With --rq and no notifier URL, the events come through RQ's Redis,
+    # where NotifyingWorker sends them by default.
+    notifier = _open_notifier(args, default_url=rq_url)
     try:
+        subscribe(notifier, args.connect_timeout, console)
         if args.rq:
-            # Imported here because the RQ integration needs the rq package.
-            from .cli_rq import wait_rq
-            result = wait_rq(notifier, args, console)
+            result = _wait_rq(notifier, args, console, rq_url)
         else:
-            subscribe(notifier, args.connect_timeout, console)
             with notifier.watch(args.job_id,
                                 subscribe_timeout=args.connect_timeout) as watch:
                 console.status("waiting for job %s on %s"
@@ -269,11 +269,38 @@ def command_wait(args, console):
         return EXIT_TIMEOUT
     write_line(sys.stdout, format_event(time.time(), result.job_id, result,
                                         result.extras, args.json))
-    if result == "finished":
-        return EXIT_OK
-    if result == "failed":
-        return EXIT_FAILED
-    return EXIT_STOPPED
+    return EXIT_OK if result == "finished" else EXIT_FAILED
+
+
+def _rq_url(args):
+    url = args.rq_url or _notifier_url(args)
+    if url is None or scheme_of(url) not in REDIS_SCHEMES:
+        raise CommandError(
+            "--rq needs the Redis URL of the RQ queues: pass --rq-url "
+            "redis://HOST:PORT/DB")
+    return url
+
+
+def _wait_rq(notifier, args, console, rq_url):
+    rq_integration = import_rq_module("job_notifier.contrib.rq")
+    import redis
+    from rq.exceptions import NoSuchJobError
+
+    connection = redis.Redis.from_url(rq_url)
+    console.status("waiting for RQ job %s on %s" % (
+        args.job_id, notifier.transport.describe()))
+    wait = functools.partial(rq_integration.wait_for_job, notifier,
+                             args.job_id, connection=connection)
+    try:
+        return _wait_or_timeout(wait, args, console)
+    except NoSuchJobError as exc:
+        raise CommandError("%s. Check the job id, and that %s is the Redis "
+                           "server of its queue" % (exc, redact_url(rq_url)))
+    except redis.exceptions.RedisError as exc:
+        raise CommandError(
+            "cannot read the status of RQ job %s from %s (%s: %s): check "
+            "--rq-url" % (args.job_id, redact_url(rq_url),
+                          type(exc).__name__, exc))
 
 
 def _wait_or_timeout(wait, args, console):

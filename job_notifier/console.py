@@ -8,6 +8,7 @@ from __future__ import absolute_import, print_function, unicode_literals
 
 import collections
 import errno
+import importlib
 import json
 import logging
 import os
@@ -165,3 +166,13 @@ def subscribe(notifier, timeout, console):
                notifier.health()["last_error"] or "no reply",
                URL_ENVIRONMENT_VARIABLE))
     console.show_warnings()
+
+
+def import_rq_module(name):
+    """Import and return a module that needs RQ, or raise ``CommandError``."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise CommandError(
+            "RQ support cannot be imported (%s): run pip install "
+            "'job_notifier[rq]'" % (exc,))

@@ -21,23 +21,33 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 from ._compat import write_line
-from .console import is_broken_pipe, silence_stdout, subscribe
+from .console import (import_rq_module, is_broken_pipe, silence_stdout,
+                      subscribe)
 from .demo_worker import SAMPLE_JOBS
-from .exceptions import NotifierError, WaitTimeout
 from .notifier import URL_ENVIRONMENT_VARIABLE, Notifier
 from .transports.base import wait_readable
 from .urls import scheme_of
 
 WORKER_COUNT = 2
 
-# Every sample job ends within a few seconds; these bound a demo whose
+# Every sample job ends within a few seconds; this bounds a demo whose
 # workers are stuck, so that it still ends well within a minute.
 WAIT_TIMEOUT = 30.0
-WORKER_EXIT_TIMEOUT = 10.0
+
+# Seconds that the workers get to exit once every waiter has returned;
+# then they are killed. NOTE: with RQ 2.12 and redis-py 8.2 a burst
+# worker sometimes blocks for up to 60 seconds in its exit, because
+# redis-py's PubSubWorkerThread.stop() joins a thread that waits 60
+# seconds for a subscription.
+WORKER_EXIT_TIMEOUT = 5.0
+
+# Seconds that the demo waits for the callbacks to show the last events.
+EVENTS_TIMEOUT = 2.0
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
@@ -47,8 +57,8 @@ def run_demo(url, channel, connect_timeout, console):
     if url is None or scheme_of(url) == "memory":
         demo = EmbeddedDemo(channel, connect_timeout, console)
     elif scheme_of(url) in REDIS_SCHEMES:
-        from .demo_rq import RQDemo
-        demo = RQDemo(url, channel, connect_timeout, console)
+        demo_rq = import_rq_module("job_notifier.demo_rq")
+        demo = demo_rq.RQDemo(url, channel, connect_timeout, console)
     else:
         demo = ServerDemo(url, channel, connect_timeout, console)
     return demo.run()
@@ -104,24 +114,71 @@ class _Relay(object):
         self._server.close()
 
 
-class _JobResult(object):
-    """What one waiter learned: the event, and when it returned."""
+class JobResult(object):
+    """What one job's waiter learned: the event, when, and how late."""
 
-    __slots__ = ("job_id", "expected", "event", "learned_at", "error")
+    __slots__ = ("job_id", "expected", "event", "learned_at", "latency",
+                 "error")
 
     def __init__(self, job_id, expected):
         self.job_id = job_id
         self.expected = expected
         self.event = None
         self.learned_at = None
+        self.latency = None
         self.error = None
+
+    def wait(self, wait_function):
+        """Call ``wait_function(timeout=...)`` and record what it returns."""
+        try:
+            event = wait_function(timeout=WAIT_TIMEOUT)
+        except Exception as exc:
+            self.error = "%s: %s" % (type(exc).__name__, exc)
+            return
+        self.learned_at = time.time()
+        self.event = event
+
+
+class WorkerProcess(object):
+    """A worker subprocess whose output is kept in a temporary file.
+
+    The output is shown only if the demo goes wrong, because the expected
+    failures of the sample jobs would fill the screen with tracebacks.
+    """
+
+    def __init__(self, command, environment, stdin_data=None, capture=True):
+        self._output = tempfile.TemporaryFile() if capture else None
+        self.process = subprocess.Popen(
+            command, env=environment,
+            stdin=subprocess.PIPE if stdin_data is not None else None,
+            stdout=self._output, stderr=self._output)
+        if stdin_data is not None:
+            self.process.stdin.write(stdin_data)
+            self.process.stdin.close()
+
+    def stop(self, deadline):
+        """Wait until ``deadline`` (a ``time.time()``) for the exit, then kill."""
+        while self.process.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def output_tail(self, count=20):
+        """Return the last ``count`` lines of the output, as text."""
+        if self._output is None:
+            return []
+        self._output.seek(0)
+        lines = self._output.read().decode("utf-8", "replace").splitlines()
+        return lines[-count:]
+
+    def close(self):
+        if self._output is not None:
+            self._output.close()
 
 
 class Demo(object):
     """The steps that every kind of demo shares; subclasses run the jobs."""
-
-    #: Lines of the header that say what sends the events and how.
-    description = ()
 
     #: The call that each job's waiter thread blocks in.
     wait_function = ""
@@ -138,9 +195,12 @@ class Demo(object):
         self.connect_timeout = connect_timeout
         self.console = console
         self.notifier = None
+        self.workers = []
         self.started_at = time.time()
         self._print_lock = threading.Lock()
         self._stdout_closed = False
+        self._events_shown = 0
+        self._events_condition = threading.Condition()
         self.jobs = [(self.job_id(number), function, args, expected)
                      for number, (function, args, expected)
                      in enumerate(SAMPLE_JOBS, 1)]
@@ -164,6 +224,7 @@ class Demo(object):
                 self._stdout_closed = True
 
     def run(self):
+        """Run the sample jobs; return 0 if each one ended as it should."""
         self.notifier = Notifier.from_url(self.url, channel=self.channel)
         try:
             subscribe(self.notifier, self.connect_timeout, self.console)
@@ -174,11 +235,17 @@ class Demo(object):
             try:
                 self.print_header()
                 results = self.run_jobs()
+                # Enqueue, dequeue and the end: three events per job.
+                self._wait_for_events(3 * len(self.jobs), EVENTS_TIMEOUT)
             finally:
                 self.tear_down()
         finally:
             self.notifier.close()
-        return self.print_summary(results)
+        try:
+            return self.print_summary(results)
+        finally:
+            for worker in self.workers:
+                worker.close()
 
     def set_up(self):
         """Start what the workers need, after the notifier is subscribed."""
@@ -186,76 +253,115 @@ class Demo(object):
     def tear_down(self):
         """Stop what ``set_up()`` started."""
 
+    def description(self):
+        """Return the header lines that say what sends the events and how."""
+        return ()
+
     def print_header(self):
         self.print_line("job-notifier demo: %d sample jobs on %d worker "
                         "processes." % (len(self.jobs), WORKER_COUNT))
-        for line in self.description:
+        for line in self.description():
             self.print_line(line)
         self.print_line("")
-        self.print_line("   time  job          event     details")
+        self.print_line("   time  job            event     details")
 
     def _show_event(self, notifier, job_id, event, extras=None):
-        extras = extras or {}
-        if event == "dequeue" and "worker" in extras:
-            details = "worker pid %s" % extras["worker"]
-        elif event == "failed":
-            details = extras.get("error", "")
-        elif event == "finished" and "result" in extras:
-            details = "result %s" % json.dumps(extras["result"])
-        else:
-            details = ""
-        line = "%6.3fs  %-11s  %-8s  %s" % (
-            time.time() - self.started_at, job_id, event, details)
+        line = "%6.3fs  %-13s  %-8s  %s" % (
+            time.time() - self.started_at, job_id, event,
+            self.details(job_id, event, extras or {}))
         self.print_line(line.rstrip())
+        with self._events_condition:
+            self._events_shown += 1
+            self._events_condition.notify_all()
+
+    def _wait_for_events(self, count, timeout):
+        # The waiters can return before the callback thread has shown the
+        # last events; waiting here keeps those lines above the summary.
+        deadline = time.time() + timeout
+        with self._events_condition:
+            while self._events_shown < count:
+                remaining = deadline - time.time()
+                if remaining <= 0:
+                    return
+                self._events_condition.wait(remaining)
+
+    def details(self, job_id, event, extras):
+        """Return the text shown after an event: worker, result or error."""
+        if event == "dequeue" and "worker" in extras:
+            return "worker %s" % extras["worker"]
+        if event == "failed":
+            return extras.get("error", "")
+        if event == "finished" and "result" in extras:
+            return "result %s" % json.dumps(extras["result"])
+        return ""
 
     def run_jobs(self):
-        """Run the jobs; return a ``_JobResult`` per job, in job order."""
+        """Run the jobs; return a ``JobResult`` per job, in job order."""
         raise NotImplementedError
 
-    def latency(self, result):
-        """Return the seconds from the job's end to its waiter returning."""
-        raise NotImplementedError
+    def wait_in_threads(self, results, wait_functions):
+        """Run one waiter thread per job and return once all have returned."""
+        threads = []
+        for result, wait_function in zip(results, wait_functions):
+            thread = threading.Thread(target=result.wait, args=(wait_function,),
+                                      name="demo-waiter-%s" % result.job_id)
+            thread.daemon = True
+            thread.start()
+            threads.append(thread)
+        return threads
+
+    def stop_workers(self):
+        deadline = time.time() + WORKER_EXIT_TIMEOUT
+        for worker in self.workers:
+            worker.stop(deadline)
 
     def print_summary(self, results):
         self.print_line("")
         self.print_line("Each job had a thread blocked in %s; it returned:"
                         % self.wait_function)
-        latencies = []
-        unexpected = []
         for result in results:
             if result.event is None:
-                unexpected.append(result)
-                self.print_line("  %-11s  no event: %s" % (result.job_id,
+                self.print_line("  %-13s  no event: %s" % (result.job_id,
                                                             result.error))
-                continue
-            latency = self.latency(result)
-            latencies.append(latency)
-            if result.event != result.expected:
-                unexpected.append(result)
-            self.print_line("  %-11s  %-8s  %7.2f ms after %s" % (
-                result.job_id, result.event, latency * 1000,
-                self.latency_origin))
+            else:
+                self.print_line("  %-13s  %-8s  %7.2f ms after %s" % (
+                    result.job_id, result.event, result.latency * 1000,
+                    self.latency_origin))
         self.print_line("")
-        finished = sum(1 for result in results if result.event == "finished")
-        failed = sum(1 for result in results if result.event == "failed")
+
+        unexpected = [result for result in results
+                      if result.event is None or result.event != result.expected]
         if unexpected:
-            self.console.error(
-                "%d of %d jobs did not end as the sample jobs should (%s): "
-                "rerun with -v to see the log" % (
-                    len(unexpected), len(results),
-                    ", ".join(result.job_id for result in unexpected)))
+            self._report_failure(results, unexpected)
             return 1
-        latencies.sort()
+        finished = sum(1 for result in results if result.event == "finished")
+        latencies = sorted(result.latency for result in results)
         self.print_line(
             "%d jobs: %d finished and %d failed, as the sample jobs are "
-            "written to do. The waiters returned %.2f to %.2f ms (median %.2f "
-            "ms) after %s." % (len(results), finished, failed,
-                               latencies[0] * 1000, latencies[-1] * 1000,
-                               latencies[len(latencies) // 2] * 1000,
-                               self.latency_origin))
+            "written to do." % (len(results), finished,
+                                len(results) - finished))
+        self.print_line(
+            "The waiters returned %.2f to %.2f ms (median %.2f ms) after %s."
+            % (latencies[0] * 1000, latencies[-1] * 1000,
+               latencies[len(latencies) // 2] * 1000, self.latency_origin))
         for line in self.next_steps:
             self.print_line(line)
         return 0
+
+    def _report_failure(self, results, unexpected):
+        for index, worker in enumerate(self.workers, 1):
+            tail = worker.output_tail()
+            if tail:
+                self.console.error("output of worker %d (pid %d), last %d "
+                                   "lines:" % (index, worker.process.pid,
+                                               len(tail)))
+                for line in tail:
+                    self.console.error("  " + line)
+        self.console.error(
+            "%d of %d jobs did not end as the sample jobs should (%s): rerun "
+            "with -v to see the log" % (
+                len(unexpected), len(results),
+                ", ".join(result.job_id for result in unexpected)))
 
 
 class _PlainWorkerDemo(Demo):
@@ -267,8 +373,11 @@ class _PlainWorkerDemo(Demo):
     def worker_command(self):
         raise NotImplementedError
 
+    def worker_environment(self):
+        return dict(os.environ)
+
     def run_jobs(self):
-        results = [_JobResult(job_id, expected)
+        results = [JobResult(job_id, expected)
                    for job_id, _, _, expected in self.jobs]
         # The watches subscribe before the jobs start, so no event is missed.
         watches = [self.notifier.watch(result.job_id) for result in results]
@@ -277,66 +386,32 @@ class _PlainWorkerDemo(Demo):
         try:
             for job_id, _, _, _ in self.jobs:
                 self.notifier.notify(job_id, "enqueue")
-            waiters = [threading.Thread(target=self._wait, args=(watch, result))
-                       for watch, result in zip(watches, results)]
-            for waiter in waiters:
-                waiter.daemon = True
-                waiter.start()
-            workers = self._start_workers()
-            for waiter in waiters:
-                waiter.join(WAIT_TIMEOUT + 1.0)
-            self._stop_workers(workers)
+            threads = self.wait_in_threads(
+                results, [watch.wait for watch in watches])
+            for index in range(WORKER_COUNT):
+                jobs = [{"id": job_id, "function": function, "args": args}
+                        for job_id, function, args, _
+                        in self.jobs[index::WORKER_COUNT]]
+                self.workers.append(WorkerProcess(
+                    self.worker_command(), self.worker_environment(),
+                    stdin_data=json.dumps(jobs).encode("utf-8"),
+                    capture=not self.console.verbosity))
+            for thread in threads:
+                thread.join(WAIT_TIMEOUT + 1.0)
+            self.stop_workers()
         finally:
             for watch in watches:
                 watch.__exit__(None, None, None)
+
+        for result in results:
+            if result.event is not None:
+                result.latency = (result.learned_at
+                                  - result.event.extras["sent_at"])
         return results
-
-    @staticmethod
-    def _wait(watch, result):
-        try:
-            event = watch.wait(timeout=WAIT_TIMEOUT)
-        except (WaitTimeout, NotifierError) as exc:
-            result.error = exc
-            return
-        result.learned_at = time.time()
-        result.event = event
-
-    def _start_workers(self):
-        workers = []
-        for index in range(WORKER_COUNT):
-            jobs = [{"id": job_id, "function": function, "args": args}
-                    for job_id, function, args, _ in self.jobs[index::WORKER_COUNT]]
-            process = subprocess.Popen(self.worker_command(),
-                                       stdin=subprocess.PIPE,
-                                       env=self.worker_environment())
-            process.stdin.write(json.dumps(jobs).encode("utf-8"))
-            process.stdin.close()
-            workers.append(process)
-        return workers
-
-    def worker_environment(self):
-        return dict(os.environ)
-
-    def _stop_workers(self, workers):
-        deadline = time.time() + WORKER_EXIT_TIMEOUT
-        for process in workers:
-            while process.poll() is None and time.time() < deadline:
-                time.sleep(0.05)
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
-    def latency(self, result):
-        return result.learned_at - result.event.extras["sent_at"]
 
 
 class EmbeddedDemo(_PlainWorkerDemo):
     """Demo with no server: a memory:// bus fed by a loopback relay."""
-
-    def __init__(self, channel, connect_timeout, console):
-        super(EmbeddedDemo, self).__init__(
-            "memory://job-notifier-demo", channel, connect_timeout, console)
-        self._relay = None
 
     next_steps = (
         "",
@@ -347,6 +422,11 @@ class EmbeddedDemo(_PlainWorkerDemo):
         "finished' sends from another.",
     )
 
+    def __init__(self, channel, connect_timeout, console):
+        super(EmbeddedDemo, self).__init__(
+            "memory://job-notifier-demo", channel, connect_timeout, console)
+        self._relay = None
+
     def job_id(self, number):
         return "job-%d" % number
 
@@ -356,7 +436,6 @@ class EmbeddedDemo(_PlainWorkerDemo):
     def tear_down(self):
         self._relay.close()
 
-    @property
     def description(self):
         return (
             "No server: this process listens on an in-process memory:// bus "
@@ -373,7 +452,6 @@ class EmbeddedDemo(_PlainWorkerDemo):
 class ServerDemo(_PlainWorkerDemo):
     """Demo whose worker processes send through a PostgreSQL or WebSocket server."""
 
-    @property
     def description(self):
         return ("This process and the workers send through %s."
                 % self.notifier.transport.describe(),)
