@@ -14,7 +14,8 @@ import time
 import pytest
 
 from behaviour import DELIVERY_TIMEOUT
-from flask_example import (EXAMPLE_DIRECTORY, Client, script,
+from broker_server import wait_until
+from flask_example import (EXAMPLE_DIRECTORY, Client, lifecycle_order, script,
                            start_flask_server, start_gunicorn, start_rq_worker)
 from job_notifier import ConfigurationError, Notifier
 from servers import RedisServer, free_port
@@ -597,15 +598,6 @@ class ThreadedServer(object):
         return sock, received
 
 
-def wait_until(predicate, timeout=DELIVERY_TIMEOUT):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def test_disconnected_browser_is_cleaned_up(redis_app):
     """Heartbeats find a client that went away; its subscription goes."""
     before = registry(redis_app)
@@ -702,8 +694,9 @@ def test_example_stream_subscribes_then_starts(example_app):
     events, _ = parse_sse(reader.read_to_end())
     response.close()
 
-    assert [(name, data["replayed"]) for name, data in events] == [
-        ("enqueue", False), ("dequeue", False), ("finished", False)]
+    assert lifecycle_order(name for name, _ in events) == [
+        "enqueue", "dequeue", "finished"]
+    assert not any(data["replayed"] for _, data in events)
     assert events[-1][1]["result"] == 9
     assert events[-1][1]["extras"]["queue"] == "default"
     assert registry(example_app) == (0, 0)
@@ -772,8 +765,8 @@ def test_gunicorn_preload_workers_listen_apart(example_redis, example_worker):
         for stream in streams:
             # The server ends each response after the finished event.
             events, _ = parse_sse(stream.read_to_end())
-            assert [name for name, _ in events] == [
-                "enqueue", "dequeue", "finished"]
+            assert lifecycle_order(name for name, _ in events) == [
+                "enqueue", "dequeue", "finished"], stream.text
             results.append(events[-1][1]["result"])
         assert results == [3, 7]
     finally:
@@ -817,8 +810,8 @@ def test_reloader_child_listens_alone(example_redis, example_worker):
             events, _ = parse_sse(stream.read_to_end())
         finally:
             stream.close()
-        assert [name for name, _ in events] == ["enqueue", "dequeue",
-                                                "finished"]
+        assert lifecycle_order(name for name, _ in events) == [
+            "enqueue", "dequeue", "finished"]
 
         status, health = client.request("GET", "/health")
         assert status == 200
