@@ -248,7 +248,7 @@ def command_listen(args, console):
 
 
 def command_wait(args, console):
-    """Block until the job ends; the exit status tells how it ended."""
+    """Block until the job ends; return 0 if it finished, 1 if it failed."""
     rq_url = _rq_url(args) if args.rq else None
     # With --rq and no notifier URL, the events come through RQ's Redis,
     # where NotifyingWorker sends them by default.

@@ -154,7 +154,7 @@ def subscribe(notifier, timeout, console):
     """Start listening within ``timeout`` seconds or raise ``CommandError``.
 
     The listener keeps retrying in the background after a failure, so the
-    last error it met is the one that tells the user what is wrong.
+    error message reports the last error that it met.
     """
     try:
         notifier.start(timeout=timeout)

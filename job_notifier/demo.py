@@ -1,12 +1,12 @@
 """``job-notifier demo``: sample jobs in worker processes, watched live.
 
 With no URL, or ``memory://``, the demo needs no server. The demo process
-listens on an in-process ``memory://`` bus, and a relay on a free port of
-127.0.0.1 connects it to the worker processes: each worker calls
-``Notifier.notify()`` with a transport that writes the wire-format line to
-the relay, and the relay puts that line unchanged on the bus. From there
-the demo's real listener, dispatcher, callbacks and waiters handle it as
-they would handle a message from Redis.
+listens on an in-process ``memory://`` bus, which worker processes cannot
+reach, so a relay on a free port of 127.0.0.1 connects them to it. Each
+worker calls ``Notifier.notify()`` with a transport that writes the
+wire-format line to the relay, and the relay puts that line unchanged on
+the bus. From there the demo's listener, dispatcher, callbacks and waiters
+handle it as they would handle a message from Redis.
 
 With a Redis URL the jobs are enqueued with ``NotifyingQueue`` and run by
 real ``rq worker`` processes with ``NotifyingWorker``; the waiters use
@@ -115,7 +115,7 @@ class _Relay(object):
 
 
 class JobResult(object):
-    """What one job's waiter learned: the event, when, and how late."""
+    """The outcome of one job's wait: the event, when it came, how late."""
 
     __slots__ = ("job_id", "expected", "event", "learned_at", "latency",
                  "error")
@@ -160,6 +160,9 @@ class WorkerProcess(object):
         """Wait until ``deadline`` (a ``time.time()``) for the exit, then kill."""
         while self.process.poll() is None and time.time() < deadline:
             time.sleep(0.05)
+        self.kill()
+
+    def kill(self):
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
@@ -237,6 +240,11 @@ class Demo(object):
                 results = self.run_jobs()
                 # Enqueue, dequeue and the end: three events per job.
                 self._wait_for_events(3 * len(self.jobs), EVENTS_TIMEOUT)
+            except BaseException:
+                # Ctrl-C or an error: the workers must not outlive the demo.
+                for worker in self.workers:
+                    worker.kill()
+                raise
             finally:
                 self.tear_down()
         finally:
@@ -254,7 +262,7 @@ class Demo(object):
         """Stop what ``set_up()`` started."""
 
     def description(self):
-        """Return the header lines that say what sends the events and how."""
+        """Return the header lines that describe who sends the events and how."""
         return ()
 
     def print_header(self):
@@ -300,7 +308,7 @@ class Demo(object):
         raise NotImplementedError
 
     def wait_in_threads(self, results, wait_functions):
-        """Run one waiter thread per job and return once all have returned."""
+        """Start one waiter thread per job and return the threads."""
         threads = []
         for result, wait_function in zip(results, wait_functions):
             thread = threading.Thread(target=result.wait, args=(wait_function,),

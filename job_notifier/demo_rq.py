@@ -10,16 +10,20 @@ from __future__ import absolute_import, print_function, unicode_literals
 import calendar
 import functools
 import json
+import logging
 import os
 import sys
 
 import redis
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from .contrib.rq import (NotifyingQueue, NotifyingWorker, fetch_return_value,
                          wait_for_job)
 from .demo import WAIT_TIMEOUT, WORKER_COUNT, Demo, JobResult, WorkerProcess
 from .notifier import DEFAULT_CHANNEL, URL_ENVIRONMENT_VARIABLE
+
+log = logging.getLogger(__name__)
 
 # The worker processes read the demo's channel from this variable.
 CHANNEL_ENVIRONMENT_VARIABLE = "JOB_NOTIFIER_DEMO_CHANNEL"
@@ -122,6 +126,9 @@ class RQDemo(Demo):
         for job_id, _, _, _ in self.jobs:
             try:
                 Job.fetch(job_id, connection=self.connection).delete()
-            except Exception:
-                # NOTE: a job left behind expires after JOB_TTL seconds.
-                pass
+            except NoSuchJobError:
+                continue
+            except Exception as exc:
+                log.warning("Demo: cannot delete job %s (%s: %s); it expires "
+                            "after %d seconds", job_id, type(exc).__name__,
+                            exc, JOB_TTL)

@@ -61,6 +61,12 @@ def run_cli(arguments, timeout=EXIT_TIMEOUT, environment=None,
             stderr.decode("utf-8"))
 
 
+def restore_sigint():
+    # A suite started in the background of a non-interactive shell ignores
+    # SIGINT, and so would its children; the tests send them SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class CliProcess(object):
     """A running job-notifier subprocess whose output lines are read live."""
 
@@ -69,7 +75,8 @@ class CliProcess(object):
         self.process = subprocess.Popen(
             [python, "-m", "job_notifier"] + list(arguments),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=environment or cli_environment())
+            env=environment or cli_environment(),
+            preexec_fn=restore_sigint)
         self.stdout_lines = queue_module.Queue()
         self.stderr_lines = []
         self._stderr_changed = threading.Condition()
