@@ -190,21 +190,25 @@ class Listener(object):
     def _receive_loop(self, subscription):
         while not self._stopping:
             payloads = subscription.receive(RECEIVE_TIMEOUT, self._wake_read)
+            messages = []
             for payload in payloads:
-                self._handle(payload)
+                message = self._decode(payload)
+                if message is not None:
+                    messages.append(message)
+            self.dispatcher.deliver_all(messages)
             if self._stopping:
                 return
 
-    def _handle(self, payload):
+    def _decode(self, payload):
+        """Return the decoded message, or None after logging a malformed one."""
         try:
-            message = decode(payload)
+            return decode(payload)
         except MalformedMessage as exc:
             self.stats.malformed_dropped += 1
             self._malformed_log.warning(
                 "Listener %s: dropped a malformed message on %s (%s): %s",
                 self._name, self.transport.describe(), exc, preview(payload))
-            return
-        self.dispatcher.deliver(message)
+            return None
 
     def _sleep(self, seconds):
         if sleep_until(self._wake_read, seconds):

@@ -31,6 +31,12 @@ def _require_redis():
     return redis_module
 
 
+# The listener hands the messages of one receive() to the dispatcher
+# together. A cap keeps waiters and close() from waiting behind a flood
+# that never pauses; the rest stays buffered for the next receive().
+MAX_REPLIES_PER_RECEIVE = 100
+
+
 class LivenessError(Exception):
     """The server did not answer PING in time."""
 
@@ -163,15 +169,20 @@ class _RedisSubscription(Subscription):
         return sock
 
     def _drain(self):
+        """Return the payloads already received, at most a batch of them."""
         payloads = []
-        while True:
+        replies = 0
+        while replies < MAX_REPLIES_PER_RECEIVE:
             message = self._pubsub.get_message(timeout=0)
             if message is None:
-                return payloads
-            self._last_activity = monotonic()
-            self._ping_sent_at = None
+                break
+            replies += 1
             if message.get("type") == "message":
                 payloads.append(message["data"])
+        if replies:
+            self._last_activity = monotonic()
+            self._ping_sent_at = None
+        return payloads
 
     def receive(self, timeout, wake_fd):
         payloads = self._drain()
