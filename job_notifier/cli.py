@@ -22,10 +22,9 @@ import sys
 import time
 
 from . import __version__
-from ._compat import Wakeup, write_line
+from ._compat import Wakeup
 from .console import (EXIT_ERROR, PROG, CommandError, Console, format_event,
-                      import_rq_module, is_broken_pipe, silence_stdout,
-                      subscribe)
+                      import_rq_module, subscribe, write_stdout)
 from .exceptions import NotifierError, WaitTimeout
 from .notifier import DEFAULT_CHANNEL, URL_ENVIRONMENT_VARIABLE, Notifier
 from .urls import redact_url, scheme_of
@@ -183,7 +182,6 @@ def build_parser():
     return parser, subparsers.choices
 
 
-
 class _EventPrinter(object):
     """Callback for ``job`` that prints each selected event on stdout."""
 
@@ -196,12 +194,7 @@ class _EventPrinter(object):
         if self._events is not None and event not in self._events:
             return
         line = format_event(time.time(), job_id, event, extras, self._as_json)
-        try:
-            write_line(sys.stdout, line)
-        except (IOError, OSError) as exc:
-            if not is_broken_pipe(exc):
-                raise
-            silence_stdout()
+        if not write_stdout(line):
             self.stopped.set()
 
 
@@ -267,8 +260,8 @@ def command_wait(args, console):
         notifier.close()
     if result is None:
         return EXIT_TIMEOUT
-    write_line(sys.stdout, format_event(time.time(), result.job_id, result,
-                                        result.extras, args.json))
+    write_stdout(format_event(time.time(), result.job_id, result,
+                              result.extras, args.json))
     return EXIT_OK if result == "finished" else EXIT_FAILED
 
 
@@ -317,6 +310,16 @@ def command_emit(args, console):
     notifier = _open_notifier(args)
     try:
         notifier.notify(args.job_id, args.event, extras=args.extras)
+    except NotifierError:
+        raise
+    except Exception as exc:
+        # NOTE: not every client error becomes a TransportError: redis-py
+        # 3.5 raises ResponseError for a wrong password, for example.
+        raise CommandError(
+            "sending %s for job %s on %s failed (%s: %s): check the URL and "
+            "its password" % (args.event, args.job_id,
+                              notifier.transport.describe(),
+                              type(exc).__name__, exc))
     finally:
         notifier.close()
     console.status("sent %s for job %s on %s"

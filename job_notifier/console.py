@@ -137,17 +137,22 @@ def format_event(received_at, job_id, event, extras, as_json):
     return line
 
 
-def is_broken_pipe(exc):
-    return getattr(exc, "errno", None) == errno.EPIPE
+def write_stdout(line):
+    """Write ``line`` to stdout; return False if the reader closed the pipe.
 
-
-def silence_stdout():
-    # The reader went away: send the rest, including the flush at exit, to
-    # /dev/null so that Python prints no error about the closed pipe.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-
+    Once the pipe is closed, as ``head`` does, stdout goes to /dev/null, so
+    that Python prints no error about it when it flushes at exit.
+    """
+    try:
+        write_line(sys.stdout, line)
+    except (IOError, OSError) as exc:
+        if getattr(exc, "errno", None) != errno.EPIPE:
+            raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return False
+    return True
 
 
 def subscribe(notifier, timeout, console):
@@ -160,7 +165,7 @@ def subscribe(notifier, timeout, console):
         notifier.start(timeout=timeout)
     except NotifierError:
         raise CommandError(
-            "cannot subscribe on %s within %g seconds (%s): check that the "
+            "cannot subscribe on %s within %g s (%s): check that the "
             "server is running and that --url or %s is right"
             % (notifier.transport.describe(), timeout,
                notifier.health()["last_error"] or "no reply",

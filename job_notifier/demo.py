@@ -25,9 +25,7 @@ import tempfile
 import threading
 import time
 
-from ._compat import write_line
-from .console import (import_rq_module, is_broken_pipe, silence_stdout,
-                      subscribe)
+from .console import import_rq_module, subscribe, write_stdout
 from .demo_worker import SAMPLE_JOBS
 from .notifier import URL_ENVIRONMENT_VARIABLE, Notifier
 from .transports.base import wait_readable
@@ -216,15 +214,9 @@ class Demo(object):
         with self._print_lock:
             if self._stdout_closed:
                 return
-            try:
-                write_line(sys.stdout, line)
-            except (IOError, OSError) as exc:
-                if not is_broken_pipe(exc):
-                    raise
-                # The reader went away, as with '| head'; the demo still
-                # runs to its end, so that the workers are stopped.
-                silence_stdout()
-                self._stdout_closed = True
+            # Once the reader has gone, the demo still runs to its end, so
+            # that the workers are stopped.
+            self._stdout_closed = not write_stdout(line)
 
     def run(self):
         """Run the sample jobs; return 0 if each one ended as it should."""

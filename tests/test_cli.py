@@ -589,6 +589,17 @@ def test_emit_refused_connection_is_one_line():
     assert "hunter2" not in stderr
 
 
+def test_emit_wrong_password_is_one_line(password_redis_server):
+    server = password_redis_server
+    wrong_url = server.url.replace(server.password, "not-the-password")
+    status, stdout, stderr = run_cli(["emit", "--url", wrong_url, "1",
+                                      "finished"])
+    assert status == 3
+    assert_one_error_line(stderr)
+    assert "127.0.0.1:%d" % server.port in stderr
+    assert "not-the-password" not in stderr
+
+
 def test_missing_client_library_names_the_extra(tmpdir):
     fake = tmpdir.mkdir("redis")
     fake.join("__init__.py").write(
