@@ -55,6 +55,49 @@ def _record(durations, index, warmup, started, arrived):
     return 0
 
 
+def measure_thread_wake(samples, warmup):
+    """Time ``Lock.release()`` here to ``acquire()`` returning in another thread.
+
+    This is the one step that every notifier path adds to a raw round
+    trip: the listener thread wakes the waiting thread or the callback
+    thread. Return ``(seconds, lost)``.
+    """
+    total = warmup + samples
+    lock = threading.Lock()
+    lock.acquire()
+    returned = [None] * total
+    about_to_wait = PipeSignal()
+    woken = PipeSignal()
+
+    def run():
+        for index in range(total):
+            about_to_wait.set()
+            lock.acquire()
+            returned[index] = wall_clock()
+            woken.set()
+
+    thread = threading.Thread(target=run, name="bench-thread-wake")
+    thread.daemon = True
+    thread.start()
+    durations = []
+    lost = 0
+    try:
+        for index in range(total):
+            about_to_wait.wait(SAMPLE_TIMEOUT)
+            time.sleep(0.001)
+            started = wall_clock()
+            lock.release()
+            woken.wait(SAMPLE_TIMEOUT)
+            lost += _record(durations, index, warmup, started,
+                            returned[index])
+            pause()
+    finally:
+        thread.join(SAMPLE_TIMEOUT)
+        about_to_wait.close()
+        woken.close()
+    return durations, lost
+
+
 def measure_raw(receiver, sender, samples, warmup, prefix="raw"):
     """Time a raw send to the payload's arrival in ``receiver.receive()``.
 

@@ -119,6 +119,9 @@ class Measurements(object):
 
     def measure_latency(self):
         config = self.config
+        durations, lost = latency.measure_thread_wake(config["samples"],
+                                                      config["warmup"])
+        self.result["thread_wake"] = summarize(durations, lost)
         results = self.result.setdefault("latency", {})
         for transport in self.transports:
             url = notifier_url(config, transport)

@@ -1,9 +1,10 @@
 """Events per second into one receiver while another process floods Redis.
 
 The flood (``bench.flood``) runs in its own process and sends faster than
-any receiver here reads. The rate is the number of events received, less
-one, divided by the time from the first to the last arrival, so process
-start-up is not counted.
+any receiver here reads. The rate is the number of events received divided
+by the time from the flood's first PUBLISH to the last arrival, on the
+wall clock that both processes share, so a receiver that delivers in
+batches is not flattered and process start-up is not counted.
 """
 
 from __future__ import absolute_import, division, unicode_literals
@@ -12,10 +13,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
+import time
 
 from .raw import RedisReceiver
-from .stats import PipeSignal, now
+from .stats import PipeSignal, wall_clock
 
 # How long the receiver waits for the next event before it counts the
 # rest as lost.
@@ -31,21 +32,29 @@ def start_flood(url, channel, count):
                         [environment.get("PYTHONPATH")] if path])
     return subprocess.Popen(
         [sys.executable, "-m", "bench.flood", url, channel, str(count)],
-        cwd=REPOSITORY, env=environment)
+        cwd=REPOSITORY, env=environment, stdout=subprocess.PIPE)
 
 
-def _stop(process):
+def _finish(process):
+    """Wait for the flood to end; return the time it began sending, or None."""
+    deadline = time.time() + IDLE_TIMEOUT
+    while process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
     if process.poll() is None:
         process.kill()
-    process.wait()
+    output, _ = process.communicate()
+    try:
+        return float(output.decode("ascii").strip())
+    except ValueError:
+        return None
 
 
-def _summary(count, received_ids, first, last):
+def _summary(count, received_ids, started, last):
     expected = set(range(count))
     received = set(received_ids)
     rate = None
-    if first is not None and last is not None and last > first:
-        rate = round((len(received_ids) - 1) / (last - first))
+    if started is not None and last is not None and last > started:
+        rate = round(len(received_ids) / (last - started))
     return {
         "events": count,
         "received": len(received_ids),
@@ -63,53 +72,46 @@ def measure_raw_loop(url, channel, count):
     """
     raw = RedisReceiver(url, channel)
     payloads = []
-    first = last = None
+    last = None
     process = start_flood(url, channel, count)
     try:
         while len(payloads) < count:
             received = raw.receive(IDLE_TIMEOUT)
             if not received:
                 break
-            last = now()
-            if first is None:
-                first = last
+            last = wall_clock()
             payloads.extend(received)
     finally:
-        _stop(process)
+        started = _finish(process)
         raw.close()
     ids = [json.loads(payload)[0] for payload in payloads]
-    return _summary(count, ids, first, last)
+    return _summary(count, ids, started, last)
 
 
 def measure_notifier(listener, url, channel, count):
     """Receive ``count`` events through one ``on("job")`` callback."""
     job_ids = []
-    times = []
+    arrivals = [None]
     done = PipeSignal()
-    lock = threading.Lock()
 
     def on_job(notifier, job_id, event):
-        with lock:
-            job_ids.append(job_id)
-            times.append(now())
-            if len(job_ids) == count:
-                done.set()
+        # Callbacks run one at a time on one thread, so no lock is needed.
+        job_ids.append(job_id)
+        arrivals[0] = wall_clock()
+        if len(job_ids) == count:
+            done.set()
 
     listener.on("job", on_job)
     listener.start()
     process = start_flood(url, channel, count)
     try:
         while not done.wait(IDLE_TIMEOUT):
-            with lock:
-                if len(job_ids) == count or not times or (
-                        now() - times[-1] > IDLE_TIMEOUT):
-                    break
+            last = arrivals[0]
+            if last is None or wall_clock() - last > IDLE_TIMEOUT:
+                break
     finally:
-        _stop(process)
+        started = _finish(process)
         listener.unsubscribe("job", on_job)
         done.close()
-    with lock:
-        ids = [int(job_id) for job_id in job_ids]
-        first = times[0] if times else None
-        last = times[-1] if times else None
-    return _summary(count, ids, first, last)
+    ids = [int(job_id) for job_id in job_ids]
+    return _summary(count, ids, started, arrivals[0])
