@@ -23,8 +23,8 @@ import time
 
 from . import __version__
 from ._compat import Wakeup
-from .console import (EXIT_ERROR, PROG, CommandError, Console, format_event,
-                      import_rq_module, subscribe, write_stdout)
+from .console import (EXIT_ERROR, PROG, REDIS_SCHEMES, CommandError, Console,
+                      format_event, import_rq_module, subscribe, write_stdout)
 from .exceptions import NotifierError, WaitTimeout
 from .notifier import DEFAULT_CHANNEL, URL_ENVIRONMENT_VARIABLE, Notifier
 from .urls import redact_url, scheme_of
@@ -39,8 +39,6 @@ EXIT_USAGE = 64
 EXIT_INTERRUPTED = 130
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
-
-REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 # Parsing.

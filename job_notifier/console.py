@@ -27,6 +27,9 @@ PROG = "job-notifier"
 # Exit status of an error other than a usage error; see job_notifier.cli.
 EXIT_ERROR = 3
 
+# URL schemes of a Redis server, the only kind that RQ runs on.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
 
 class CommandError(Exception):
     """A user error that ends the command with one line on stderr."""

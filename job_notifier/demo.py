@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 
-from .console import import_rq_module, subscribe, write_stdout
+from .console import REDIS_SCHEMES, import_rq_module, subscribe, write_stdout
 from .demo_worker import SAMPLE_JOBS
 from .notifier import URL_ENVIRONMENT_VARIABLE, Notifier
 from .transports.base import wait_readable
@@ -46,8 +46,6 @@ WORKER_EXIT_TIMEOUT = 5.0
 
 # Seconds that the demo waits for the callbacks to show the last events.
 EVENTS_TIMEOUT = 2.0
-
-REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def run_demo(url, channel, connect_timeout, console):
