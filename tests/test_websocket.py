@@ -1,3 +1,4 @@
+# -*- coding: utf-8 -*-
 """The ws:// transport against a real ``job-notifier broker``.
 
 The broker runs as a subprocess under Python 3.9+, so these client tests
@@ -84,6 +85,8 @@ def test_own_notifications_arrive_once(broker_server, query):
     ("ws://127.0.0.1:1", "jobs", "ws://127.0.0.1:1/bus/jobs", "jobs"),
     ("ws://127.0.0.1:1/", "a b/c", "ws://127.0.0.1:1/bus/a%20b%2Fc",
      "a%20b%2Fc"),
+    ("ws://127.0.0.1:1/bus/", "jöb", "ws://127.0.0.1:1/bus/j%C3%B6b",
+     "j%C3%B6b"),
     ("WS://127.0.0.1:1/bus/fixed?echo=1", "job_notifier",
      "ws://127.0.0.1:1/bus/fixed?echo=1", "fixed"),
     ("wss://example.test/mercury/", "jobs",

@@ -30,7 +30,7 @@ import time
 
 from six.moves.urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from .._compat import binary_type, monotonic, string_types
+from .._compat import binary_type, ensure_text, monotonic, string_types
 from ..exceptions import ConfigurationError, MissingDependencyError, TransportError
 from ..notifier import DEFAULT_CHANNEL
 from ..urls import redact_url
@@ -197,7 +197,7 @@ class WebSocketTransport(Transport):
         path = parts.path or DEFAULT_BUS_PATH
         if path == "/":
             path = DEFAULT_BUS_PATH
-        quoted_channel = quote(channel.encode("utf-8"), safe="")
+        quoted_channel = quote(ensure_text(channel).encode("utf-8"), safe=b"")
         if path.endswith("/"):
             path += quoted_channel
             topic = quoted_channel
