@@ -63,6 +63,18 @@ def ensure_text(value, encoding="utf-8"):
     return text_type(value)
 
 
+def quote(value):
+    """Return ``repr(value)`` without Python 2.7's ``u`` prefix on text.
+
+    Error messages show values this way, so they read the same on both
+    Python lines: ``'amqp'``, not ``u'amqp'``.
+    """
+    text = repr(value)
+    if PY2 and isinstance(value, text_type) and text.startswith("u"):
+        return text[1:]
+    return text
+
+
 def write_line(stream, line):
     """Write ``line`` and a newline to a standard stream, then flush it.
 

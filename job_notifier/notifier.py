@@ -8,7 +8,7 @@ import os
 import threading
 import weakref
 
-from ._compat import monotonic, text_type
+from ._compat import monotonic, quote, text_type
 from .backoff import Backoff
 from .dispatcher import Dispatcher
 from .exceptions import (ConfigurationError, MessageTooLarge, NotifierClosed,
@@ -81,8 +81,8 @@ class Notifier(object):
             url = os.environ.get(URL_ENVIRONMENT_VARIABLE) or DEFAULT_URL
         if not channel or not isinstance(channel, (text_type, str)):
             raise ConfigurationError(
-                "invalid channel %r: use a non-empty string such as %r"
-                % (channel, DEFAULT_CHANNEL))
+                "invalid channel %s: use a non-empty string such as %s"
+                % (quote(channel), quote(DEFAULT_CHANNEL)))
         transport_cls = transport_class(url)
         try:
             transport = transport_cls(url, channel, **options)
@@ -137,19 +137,19 @@ class Notifier(object):
     def _validate_subscription(event, callback):
         if not callable(callback):
             raise ConfigurationError(
-                "callback %r for event %r is not callable: pass a function "
-                "that takes (notifier, job_id[, event])" % (callback, event))
+                "callback %r for event %s is not callable: pass a function "
+                "that takes (notifier, job_id[, event])" % (callback, quote(event)))
         if not isinstance(event, (text_type, str)):
             raise ConfigurationError(
-                "invalid event %r: use one of %s, 'job' or 'job:<id>'"
-                % (event, ", ".join(EVENTS)))
+                "invalid event %s: use one of %s, 'job' or 'job:<id>'"
+                % (quote(event), ", ".join(EVENTS)))
         if event in EVENTS or event == "job":
             return
         if event.startswith("job:") and len(event) > 4:
             return
         raise ConfigurationError(
-            "unknown event %r: use one of %s, 'job' or 'job:<id>'"
-            % (event, ", ".join(EVENTS)))
+            "unknown event %s: use one of %s, 'job' or 'job:<id>'"
+            % (quote(event), ", ".join(EVENTS)))
 
     # Sending.
 
@@ -284,8 +284,8 @@ class Notifier(object):
             if state in EVENTS:
                 return
             raise ConfigurationError(
-                "check %r returned %r for job %s: return one of %s or None"
-                % (check, state, waiter.job_id, ", ".join(EVENTS)))
+                "check %r returned %s for job %s: return one of %s or None"
+                % (check, quote(state), waiter.job_id, ", ".join(EVENTS)))
         self._dispatcher.resolve(waiter, text_type(state))
 
     def start(self, timeout=10.0):

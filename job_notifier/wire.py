@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 
-from ._compat import binary_type, integer_types, monotonic, text_type
+from ._compat import binary_type, integer_types, monotonic, quote, text_type
 from .exceptions import ConfigurationError, MalformedMessage
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def normalize_job_id(job_id):
     """
     if isinstance(job_id, bool) or job_id is None:
         raise ConfigurationError(
-            "invalid job id %r: use a string or an integer" % (job_id,))
+            "invalid job id %s: use a string or an integer" % (quote(job_id),))
     if isinstance(job_id, integer_types):
         text = text_type(job_id)
     elif isinstance(job_id, binary_type):
@@ -70,8 +70,8 @@ def normalize_job_id(job_id):
         text = job_id
     else:
         raise ConfigurationError(
-            "invalid job id %r of type %s: use a string or an integer"
-            % (job_id, type(job_id).__name__))
+            "invalid job id %s of type %s: use a string or an integer"
+            % (quote(job_id), type(job_id).__name__))
     if not text:
         raise ConfigurationError("invalid job id '': the id must not be empty")
     if len(text) > MAX_JOB_ID_LENGTH:
@@ -87,7 +87,7 @@ def validate_event(event):
         event = event.decode("utf-8", "replace")
     if event not in EVENTS:
         raise ConfigurationError(
-            "unknown event %r: use one of %s" % (event, ", ".join(EVENTS)))
+            "unknown event %s: use one of %s" % (quote(event), ", ".join(EVENTS)))
     return text_type(event)
 
 
@@ -156,7 +156,7 @@ def decode(payload):
             raise MalformedMessage("job id %r is not an integer" % (raw_id,))
         raw_id = int(raw_id)
     if not isinstance(event, text_type) or event not in EVENTS:
-        raise MalformedMessage("unknown event %r" % (event,))
+        raise MalformedMessage("unknown event %s" % (quote(event),))
     extras = data[2] if len(data) == 3 else None
     if extras is not None and not isinstance(extras, dict):
         raise MalformedMessage("third element is not a JSON object")

@@ -4,6 +4,7 @@ from __future__ import absolute_import, unicode_literals
 
 import importlib
 
+from .._compat import quote
 from ..exceptions import ConfigurationError
 from ..urls import redact_url, scheme_of
 
@@ -27,9 +28,9 @@ def transport_class(url):
     target = TRANSPORTS.get(scheme)
     if target is None:
         raise ConfigurationError(
-            "unsupported URL scheme %r in %s: use redis://, rediss://, "
+            "unsupported URL scheme %s in %s: use redis://, rediss://, "
             "unix://, postgresql://, ws://, wss:// or memory://"
-            % (scheme, redact_url(url)))
+            % (quote(scheme), redact_url(url)))
     module_name, class_name = target.split(":")
     module = importlib.import_module(module_name)
     return getattr(module, class_name)

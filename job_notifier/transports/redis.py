@@ -103,6 +103,10 @@ class RedisTransport(Transport):
         while True:
             try:
                 return self._sender().publish(self.channel, payload)
+            except errors.AuthenticationError as exc:
+                raise TransportError(
+                    "PUBLISH to %s was rejected: %s; check the password in "
+                    "the URL" % (self.describe(), exc))
             except (errors.ConnectionError, errors.TimeoutError) as exc:
                 # A pooled connection may be stale after a server restart;
                 # the pool replaces it on the next attempt. A retry can
@@ -116,6 +120,12 @@ class RedisTransport(Transport):
                 log.warning("Transport %s: PUBLISH failed (%s); retrying",
                             self.describe(), exc)
                 time.sleep(0.05 * attempt)
+            except errors.RedisError as exc:
+                # For example WRONGPASS or NOAUTH, which redis-py 3.5 raises
+                # as a plain ResponseError: retrying cannot help.
+                raise TransportError(
+                    "PUBLISH to %s failed: %s; check the URL's password, "
+                    "database and the server's ACL" % (self.describe(), exc))
 
     def open_subscription(self):
         return _RedisSubscription(self)
