@@ -22,7 +22,7 @@ import time
 import six
 from six.moves.urllib.request import Request, urlopen
 
-from servers import _wait, free_port, wait_for_port
+from servers import ServerProcess, free_port, wait_for_port
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON_ENVIRONMENT_VARIABLE = "JOB_NOTIFIER_BROKER_PYTHON"
@@ -62,7 +62,7 @@ def broker_python():
     return found
 
 
-class BrokerServer(object):
+class BrokerServer(ServerProcess):
     """A broker process on a free loopback port.
 
     ``restart()`` keeps the port; ``kill()``, ``freeze()`` and ``thaw()``
@@ -130,36 +130,12 @@ class BrokerServer(object):
                                % self.log())
         return self
 
-    def stop(self):
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGCONT)
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                _wait(process, 10)
-            except RuntimeError:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
-
     def kill(self):
         """Kill the broker with SIGKILL, as a crash would."""
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
-
-    def restart(self, down_seconds=0.0):
-        self.stop()
-        time.sleep(down_seconds)
-        self.start()
-
-    def freeze(self):
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def thaw(self):
-        os.kill(self.process.pid, signal.SIGCONT)
 
     def log(self):
         with open(self.log_path, "rb") as log_file:

@@ -44,7 +44,41 @@ def find_executable(name, extra_dirs=()):
     return None
 
 
-class RedisServer(object):
+class ServerProcess(object):
+    """Fault injection for a server whose ``subprocess.Popen`` is ``process``.
+
+    ``restart()`` keeps the port, ``freeze()`` and ``thaw()`` send SIGSTOP
+    and SIGCONT. Subclasses provide ``start()``.
+    """
+
+    process = None
+
+    def stop(self):
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                _wait(process, 10)
+            except RuntimeError:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def restart(self, down_seconds=0.0):
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
+    def freeze(self):
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self):
+        os.kill(self.process.pid, signal.SIGCONT)
+
+
+class RedisServer(ServerProcess):
     """A redis-server process on a free loopback port.
 
     ``restart()`` keeps the port, ``freeze()`` and ``thaw()`` send SIGSTOP
@@ -77,30 +111,6 @@ class RedisServer(object):
         self.process = subprocess.Popen(command)
         wait_for_port(self.port)
         return self
-
-    def stop(self):
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGCONT)
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                _wait(process, 10)
-            except RuntimeError:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
-
-    def restart(self, down_seconds=0.0):
-        self.stop()
-        time.sleep(down_seconds)
-        self.start()
-
-    def freeze(self):
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def thaw(self):
-        os.kill(self.process.pid, signal.SIGCONT)
 
     def client(self):
         import redis
