@@ -243,6 +243,22 @@ def test_retried_failure_sends_one_failed(notifier, queue):
                                       "dequeue", "failed"]
 
 
+@pytest.mark.skipif(not hasattr(rq.worker.Worker, "handle_job_retry"),
+                    reason="this RQ does not retry a job that returns Retry")
+def test_returned_retry_sends_one_failed(notifier, queue):
+    job_id = new_job_id()
+    recorder = notifier.on("job:%s" % job_id, Recorder())
+
+    job = queue.enqueue(rq_tasks.ask_for_retry, job_id=job_id)
+    event = wait_for_job(notifier, job, timeout=JOB_DEADLINE)
+
+    assert event == "failed"
+    assert event.extras["error"] == "the job returned Retry and has no " \
+        "retries left"
+    assert events_of(recorder, 5) == ["enqueue", "dequeue", "enqueue",
+                                      "dequeue", "failed"]
+
+
 def test_result_is_saved_before_finished(redis_server, queue, connection):
     """In a finished callback, the 5 MB result is already fetchable."""
     size = 5 * 1024 * 1024

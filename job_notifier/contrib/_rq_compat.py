@@ -1,7 +1,8 @@
-"""Differences between RQ 1.3 with redis-py 3.5 and RQ 2.x with redis-py 4+.
+"""Differences between RQ 1.3 with redis-py 3.5 and later RQ and redis-py.
 
 ``job_notifier.contrib.rq`` imports these names instead of testing the RQ
-or redis-py version itself.
+or redis-py version itself. The test suite runs with RQ 1.3.0 on Python
+2.7, RQ 1.15.1 on Python 3.6 and 3.7, and RQ 2.12.0 on Python 3.11.
 """
 
 from __future__ import absolute_import, unicode_literals

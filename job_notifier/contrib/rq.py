@@ -14,7 +14,7 @@ and wait for a job in another process::
 
 Workers and queues send through the notifier for ``notifier_url`` (a class
 attribute), else ``JOB_NOTIFIER_URL``, else their own Redis server. The
-code that differs between RQ 1.3 and RQ 2.x is in ``_rq_compat``.
+code that differs between RQ versions is in ``_rq_compat``.
 """
 
 from __future__ import absolute_import, unicode_literals
@@ -196,14 +196,14 @@ class NotifyingWorkerMixin(_NotifierOwner):
     job's status in Redis: ``dequeue`` when the job has status started,
     ``finished`` when the result is saved, and ``failed`` when the failure
     is saved. That covers an exception, a ``job_timeout``, a work horse that
-    died and, on RQ 2.x, a stopped job or a job out of retries. A failure
-    that RQ retries sends no ``failed``.
+    died, a stopped job and a job out of retries (the last two not on RQ
+    1.3). A failure that RQ retries sends no ``failed``.
 
     ``failed`` carries the extras ``error`` (exception type and message, at
     most ``MAX_REASON_BYTES`` bytes) and ``status`` (RQ's stored status, or
     ``"deleted"`` if the job is gone). All events carry ``queue`` and
-    ``worker``. An error while sending is logged with the job id on the
-    worker's logger and never fails the job or stops the worker.
+    ``worker``. An ``Exception`` while sending is logged with the job id on
+    the worker's logger, and the job and the worker carry on.
 
     The worker's queue class becomes ``NotifyingQueue`` unless another
     custom queue class was given, so jobs that the worker enqueues, such
@@ -238,11 +238,12 @@ class NotifyingWorkerMixin(_NotifierOwner):
         # Read the exception before RQ's own handling can replace it.
         exc_info = sys.exc_info()
         super(NotifyingWorkerMixin, self).handle_job_failure(job, *args, **kwargs)
-        reason = failure_reason(exc_info, kwargs.get("exc_string") or "")
+        reason = _failure_reason(exc_info, kwargs.get("exc_string") or "")
         self._send_failure(job, reason)
 
     def handle_job_retry(self, job, *args, **kwargs):
         # Only RQ 2.x calls this, for a job that returned a Retry object.
+        # Retries configured at enqueue time go through handle_job_failure().
         super(NotifyingWorkerMixin, self).handle_job_retry(job, *args, **kwargs)
         self._send_failure(job, "the job returned Retry and has no retries left")
 
@@ -352,8 +353,8 @@ def _call_after_execute(pipeline, callback):
 
     RQ writes jobs into a pipeline that its caller executes later, and after
     a WATCH conflict the caller writes them again and retries. Only the
-    pipeline's own ``execute`` sees the moment the write succeeds, so this
-    wraps it. A failed execute drops the callbacks, because the retry
+    pipeline's own ``execute`` returns right after the write succeeds, so
+    this wraps it. A failed execute drops the callbacks, because the retry
     registers them again.
     """
     pending = pipeline.__dict__.get("_job_notifier_callbacks")
@@ -426,7 +427,7 @@ def _stored_status(connection, job_class, job_id):
     return _text(status)
 
 
-def failure_reason(exc_info, exc_string):
+def _failure_reason(exc_info, exc_string):
     """Return "ExceptionType: message" for a failed job, truncated.
 
     ``exc_info`` is the exception being handled, if any, and ``exc_string``
