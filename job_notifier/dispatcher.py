@@ -243,7 +243,6 @@ class Dispatcher(object):
         if not messages:
             return
         self.messages_received += len(messages)
-        self.last_message_at = monotonic()
         woken = []
         with self._lock:
             for message in messages:
@@ -261,6 +260,8 @@ class Dispatcher(object):
             self._ensure_thread()
             self._queue.put_all(messages)
             self._check_queue_size()
+        # Read last, because Python 2.7's monotonic() is a slow ctypes call.
+        self.last_message_at = monotonic()
 
     def connected(self, reconnected):
         """Ask every pending waiter to run its ``check`` again."""
