@@ -190,7 +190,7 @@ class Measurements(object):
         self.result["scale"] = scale.measure_scale(
             url, channel_name("scale"), config["scale_counts"],
             config["scale_samples"], config["warmup"],
-            config["idle_seconds"])
+            config["idle_seconds"], config["scale_rounds"])
         if not any(entry["heap_per_waiter"] is not None
                    for entry in self.result["scale"]):
             self.skip("scale heap", "tracemalloc needs Python 3.4 or later")

@@ -98,7 +98,7 @@ class WorkerProcess(object):
     def stop(self):
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
-            # SIGTERM asks for a warm shutdown, which ends once no job runs.
+            # SIGTERM requests a warm shutdown, which ends once no job runs.
             os.kill(process.pid, signal.SIGTERM)
             deadline = time.time() + 15
             while process.poll() is None and time.time() < deadline:

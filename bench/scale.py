@@ -1,6 +1,7 @@
 """Many threads waiting in one process, against as many plainly blocked ones.
 
-For each thread count N the measurement runs two rounds on Redis:
+For each thread count N the measurement alternates two kinds of round on
+Redis, three of each in a full run, and pools the samples of each kind:
 
 - baseline: N threads blocked on ``threading.Lock`` objects that never touch
   the notifier, then the wake latency of one more thread in ``wait_for()``;
@@ -129,12 +130,14 @@ def _idle_cpu(seconds):
 class ScaleBench(object):
     """The scale measurement on one Redis server."""
 
-    def __init__(self, url, channel, wake_samples, warmup, idle_seconds):
+    def __init__(self, url, channel, wake_samples, warmup, idle_seconds,
+                 rounds=1):
         import redis
         self.url = url
         self.channel = channel
-        self.wake_samples = wake_samples
-        self.warmup = warmup
+        self.rounds = rounds
+        self.wake_samples = max(1, wake_samples // rounds)
+        self.warmup = max(1, warmup // rounds)
         self.idle_seconds = idle_seconds
         self.inspector = redis.Redis.from_url(url)
         self.sender = SenderProcess("notify", "redis", url, channel)
@@ -142,11 +145,9 @@ class ScaleBench(object):
     def _listener(self):
         return Notifier.from_url(self.url, channel=self.channel).start()
 
-    def _wake(self, listener, prefix, other_waiters):
-        durations, lost = measure_wait_for(
-            listener, self.sender, self.wake_samples, self.warmup,
-            prefix=prefix, other_waiters=other_waiters)
-        return summarize(durations, lost, keep_samples=False)
+    def _wake(self, listener, prefix):
+        return measure_wait_for(listener, self.sender, self.wake_samples,
+                                self.warmup, prefix=prefix)
 
     def baseline_round(self, count):
         threads = BlockedThreads(count)
@@ -154,7 +155,7 @@ class ScaleBench(object):
         listener = self._listener()
         try:
             idle_cpu = _idle_cpu(self.idle_seconds)
-            wake = self._wake(listener, "plain-%d" % count, 0)
+            wake = self._wake(listener, "plain-%d" % count)
         finally:
             listener.close()
             threads.release()
@@ -168,7 +169,7 @@ class ScaleBench(object):
             threads.start()
             clients_after, subscribed = _connections(self.inspector)
             idle_cpu = _idle_cpu(self.idle_seconds)
-            wake = self._wake(listener, "extra-%d" % count, count)
+            wake = self._wake(listener, "extra-%d" % count)
         finally:
             threads.release()
         return {
@@ -200,23 +201,36 @@ class ScaleBench(object):
         return (after - before) / count
 
     def run(self, count, heap):
+        """Measure ``count`` threads in alternating baseline and waiter rounds.
+
+        The samples of all rounds of a kind are pooled, so a change in the
+        machine's load during the run weighs on both kinds alike.
+        """
         previous_stack_size = threading.stack_size(STACK_SIZE)
         try:
-            baseline = self.baseline_round(count)
-            waiters = self.waiter_round(count)
+            baselines = []
+            waiters = []
+            for _ in range(self.rounds):
+                baselines.append(self.baseline_round(count))
+                waiters.append(self.waiter_round(count))
+            wake = _pool(waiters)
+            baseline_wake = _pool(baselines)
             result = {
                 "threads": count,
-                "connections": waiters["connections"],
-                "subscribed_connections": waiters["subscribed_connections"],
-                "wake_p50": waiters["wake"]["p50"],
-                "wake": waiters["wake"],
-                "baseline_wake_p50": baseline["wake"]["p50"],
-                "baseline_wake": baseline["wake"],
-                "wake_ratio": ratio(waiters["wake"]["p50"],
-                                    baseline["wake"]["p50"]),
-                "idle_cpu": waiters["idle_cpu"],
-                "baseline_idle_cpu": baseline["idle_cpu"],
-                "early_timeouts": waiters["early_timeouts"],
+                "rounds": self.rounds,
+                "connections": max(entry["connections"] for entry in waiters),
+                "subscribed_connections": max(
+                    entry["subscribed_connections"] for entry in waiters),
+                "wake_p50": wake["p50"],
+                "wake": wake,
+                "baseline_wake_p50": baseline_wake["p50"],
+                "baseline_wake": baseline_wake,
+                "wake_ratio": ratio(wake["p50"], baseline_wake["p50"]),
+                "idle_cpu": max(entry["idle_cpu"] for entry in waiters),
+                "baseline_idle_cpu": max(entry["idle_cpu"]
+                                         for entry in baselines),
+                "early_timeouts": sum(entry["early_timeouts"]
+                                      for entry in waiters),
                 "heap_per_waiter": None,
                 "heap_per_waiting_thread": None,
                 "heap_per_blocked_thread": None,
@@ -236,14 +250,22 @@ class ScaleBench(object):
         self.inspector.connection_pool.disconnect()
 
 
-def measure_scale(url, channel, counts, wake_samples, warmup, idle_seconds):
+def _pool(rounds):
+    durations = [duration for entry in rounds for duration in entry["wake"][0]]
+    lost = sum(entry["wake"][1] for entry in rounds)
+    return summarize(durations, lost, keep_samples=False)
+
+
+def measure_scale(url, channel, counts, wake_samples, warmup, idle_seconds,
+                  rounds=1):
     """Return one result dict per thread count in ``counts``."""
     try:
         import tracemalloc  # noqa: F401 (Python 3.4+)
         heap = True
     except ImportError:
         heap = False
-    bench = ScaleBench(url, channel, wake_samples, warmup, idle_seconds)
+    bench = ScaleBench(url, channel, wake_samples, warmup, idle_seconds,
+                       rounds)
     try:
         return [bench.run(count, heap) for count in counts]
     finally:

@@ -3,8 +3,8 @@
 The flood (``bench.flood``) runs in its own process and sends faster than
 any receiver here reads. The rate is the number of events received divided
 by the time from the flood's first PUBLISH to the last arrival, on the
-wall clock that both processes share, so a receiver that delivers in
-batches is not flattered and process start-up is not counted.
+wall clock that both processes share. So a receiver that delivers in
+batches is not flattered, and process start-up is not counted.
 """
 
 from __future__ import absolute_import, division, unicode_literals

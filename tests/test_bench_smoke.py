@@ -20,7 +20,7 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 LATENCY_KEYS = {"n", "lost", "min", "p50", "p90", "p99", "max", "mean",
                 "samples"}
-SCALE_KEYS = {"threads", "connections", "subscribed_connections", "wake_p50",
+SCALE_KEYS = {"threads", "rounds", "connections", "subscribed_connections", "wake_p50",
               "wake", "baseline_wake_p50", "baseline_wake", "wake_ratio",
               "idle_cpu", "baseline_idle_cpu", "early_timeouts",
               "heap_per_waiter", "heap_per_waiting_thread",
