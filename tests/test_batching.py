@@ -124,3 +124,38 @@ def test_redis_receive_returns_at_most_a_batch(redis_server):
         notifier.close()
         os.close(read_fd)
         os.close(write_fd)
+
+
+def test_redis_receive_leaves_nothing_buffered(redis_server):
+    """Events that arrive together all come out without new traffic."""
+    channel = "together_%d" % os.getpid()
+    notifier = Notifier.from_url(redis_server.url, channel=channel)
+    subscription = notifier.transport.open_subscription()
+    read_fd, write_fd = os.pipe()
+    client = redis_server.client()
+
+    def publish_together():
+        time.sleep(0.2)
+        pipeline = client.pipeline(transaction=False)
+        for index in range(3):
+            pipeline.publish(channel, '[%d,"finished"]' % index)
+        pipeline.execute()
+
+    publisher = threading.Thread(target=publish_together)
+    publisher.start()
+    try:
+        payloads = subscription.receive(5.0, read_fd)
+        publisher.join(5)
+        assert payloads
+        deadline = time.time() + 2
+        while len(payloads) < 3 and time.time() < deadline:
+            # With nothing more on the wire, only the buffer can fill these.
+            payloads += subscription.receive(0.2, read_fd)
+        assert [payload.decode("utf-8") for payload in payloads] == [
+            '[0,"finished"]', '[1,"finished"]', '[2,"finished"]']
+    finally:
+        publisher.join(5)
+        subscription.close()
+        notifier.close()
+        os.close(read_fd)
+        os.close(write_fd)

@@ -179,11 +179,11 @@ class _RedisSubscription(Subscription):
                 "the subscribed connection was closed")
         return sock
 
-    def _drain(self):
-        """Return the payloads already received, at most a batch of them."""
+    def _drain(self, max_replies=MAX_REPLIES_PER_RECEIVE):
+        """Return the payloads already received, reading at most ``max_replies``."""
         payloads = []
         replies = 0
-        while replies < MAX_REPLIES_PER_RECEIVE:
+        while replies < max_replies:
             message = self._pubsub.get_message(timeout=0)
             if message is None:
                 break
@@ -215,7 +215,11 @@ class _RedisSubscription(Subscription):
         wait = min(timeout, self._seconds_until_liveness_action())
         readable = wait_readable([sock, wake_fd], max(wait, 0))
         if sock in readable:
-            payloads = self._drain()
+            # One reply is enough to return: the usual wake-up brings one
+            # event, and a further get_message() that finds nothing would
+            # delay its delivery. The next receive() starts with a drain,
+            # so replies that redis-py has buffered are not left behind.
+            payloads = self._drain(max_replies=1)
             if not payloads and self._pubsub.connection is None:
                 raise _require_redis().exceptions.ConnectionError(
                     "the subscribed connection was closed")
