@@ -144,6 +144,12 @@ class Listener(object):
                 if self._stopping:
                     break
                 failures += 1
+                # Close the broken connection before the backoff sleep, so
+                # the server is not left waiting for a close handshake.
+                self._subscription = None
+                if subscription is not None:
+                    self._close_quietly(subscription)
+                    subscription = None
                 self._on_failure(exc, failures)
             finally:
                 self._subscription = None

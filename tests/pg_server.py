@@ -192,6 +192,37 @@ class PostgresServer(object):
              command], stderr=subprocess.STDOUT)
         return output.decode("utf-8", "replace")
 
+    def add_password_role(self, role, password):
+        """Create login ``role`` that must send ``password`` over TCP.
+
+        The cluster trusts every other role, so the suite's own connections
+        need no password. The rule uses scram-sha-256, which is also the
+        default password encryption of PostgreSQL 14 and newer.
+        """
+        self.query("CREATE ROLE %s LOGIN PASSWORD %%s" % role, (password,))
+        hba_path = os.path.join(self.data_dir, "pg_hba.conf")
+        with open(hba_path) as handle:
+            rules = handle.read()
+        # The first matching line wins, so the rule goes before trust.
+        with open(hba_path, "w") as handle:
+            handle.write("host all %s 127.0.0.1/32 scram-sha-256\n%s"
+                         % (role, rules))
+        self._run([self.pg_ctl, "reload", "-D", self.data_dir])
+        # The postmaster reloads after pg_ctl returns: wait until a
+        # connection without the password is rejected.
+        import psycopg2
+        deadline = time.time() + 10
+        while True:
+            try:
+                psycopg2.connect(host="127.0.0.1", port=self.port, user=role,
+                                 dbname=DATABASE, connect_timeout=5).close()
+            except psycopg2.OperationalError:
+                return
+            if time.time() > deadline:
+                raise RuntimeError("pg_hba.conf rule for role %s was not "
+                                   "loaded within 10 seconds" % role)
+            time.sleep(0.05)
+
     def log_tail(self, lines=20):
         try:
             with open(self.log_file) as handle:
