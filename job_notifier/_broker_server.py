@@ -45,13 +45,29 @@ MAX_DISCARDED_BODY_BYTES = 1024 * 1024
 
 
 class RedactingFilter(logging.Filter):
-    """Mask Authorization values and ``token=`` query values in log records."""
+    """Mask Authorization values and ``token=`` query values in log records.
+
+    websockets logs each request header as a record ``< Name: value``. The
+    values of headers outside ``_PLAIN_HEADERS`` are masked too, because a
+    client or a proxy may send credentials in a header of any name, such
+    as ``X-Api-Key`` or ``Cookie``.
+    """
 
     _SECRETS = re.compile(r"(?i)(authorization:\s*)\S.*|(token=)[^&\s]*")
+    _REQUEST_HEADER = re.compile(r"^(< ([^:\s]+):\s*)\S.*$")
+    _PLAIN_HEADERS = frozenset([
+        "host", "upgrade", "connection", "origin", "user-agent",
+        "sec-websocket-key", "sec-websocket-version",
+        "sec-websocket-extensions", "content-length", "content-type",
+    ])
 
     def filter(self, record):
         message = record.getMessage()
         redacted = self._SECRETS.sub(self._mask, message)
+        header = self._REQUEST_HEADER.match(redacted)
+        if (header is not None
+                and header.group(2).lower() not in self._PLAIN_HEADERS):
+            redacted = header.group(1) + "***"
         if redacted != message:
             record.msg = redacted
             record.args = ()

@@ -2,6 +2,7 @@ from __future__ import absolute_import, unicode_literals
 
 import pytest
 
+from broker_server import start_broker
 from pg_server import PostgresServer
 from servers import RedisServer
 
@@ -40,3 +41,11 @@ def fresh_postgres_server():
         yield server.start()
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def broker_server():
+    """One job-notifier broker for the session; skips without Python 3.9+."""
+    server = start_broker()
+    yield server
+    server.cleanup()

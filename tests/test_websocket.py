@@ -31,13 +31,6 @@ from job_notifier.transports.websocket import WebSocketTransport, redact_query
 TOKEN = "s3cret-token-value"
 
 
-@pytest.fixture(scope="module")
-def broker_server():
-    server = start_broker()
-    yield server
-    server.cleanup()
-
-
 class TestWebSocketTransport(NotifierBehaviour):
     # The broker drops binary frames, so bytes never reach the listener.
     carries_binary = False
@@ -205,6 +198,28 @@ def test_sender_reconnects_after_idle_close(caplog):
     finally:
         notifier.close()
         sender.close()
+        server.cleanup()
+
+
+def test_idle_listener_does_not_churn(caplog):
+    """Pings both ways keep an idle listener connected without log noise."""
+    server = start_broker(ping_interval=0.3, ping_timeout=1.0)
+    notifier = Notifier.from_url(server.url, channel="idle-listener",
+                                 ping_interval=0.2, ping_timeout=1.0)
+    try:
+        caplog.set_level(logging.WARNING, logger="job_notifier")
+        notifier.start()
+        [peer] = server.peers("idle-listener")
+        time.sleep(2.0)
+
+        health = notifier.health()
+        assert health["connected"]
+        assert health["reconnects"] == 0
+        assert health["last_error"] is None
+        assert caplog.text == ""
+        assert server.peers("idle-listener") == [peer]
+    finally:
+        notifier.close()
         server.cleanup()
 
 
