@@ -22,6 +22,9 @@ PATHS = {
 }
 LINE_STYLES = ("-", "--", ":", "-.")
 
+# Labelled ticks of the logarithmic time axis, in milliseconds.
+TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+
 
 def panels(document):
     """Return ``[(title, [(label, color, style, samples)])]`` to draw."""
@@ -57,6 +60,7 @@ def draw(json_path, png_path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as pyplot
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     with open(json_path, encoding="utf-8") as handle:
         document = json.load(handle)
@@ -66,20 +70,28 @@ def draw(json_path, png_path):
     figure, axes = pyplot.subplots(rows, columns, figsize=(12, 4 * rows),
                                    squeeze=False)
     for (title, lines), axis in zip(to_draw, axes.flat):
+        smallest, largest = float("inf"), 0.0
         for label, color, style, samples in lines:
             values = sorted(value for value in samples if value > 0)
             if not values:
                 continue
+            smallest = min(smallest, values[0])
+            largest = max(largest, values[-1])
             fractions = [(rank + 1) / len(values)
                          for rank in range(len(values))]
             axis.step(values, fractions, where="post", color=color,
                       linestyle=style, label=label)
         axis.set_xscale("log")
+        axis.set_xticks([tick for tick in TICKS
+                         if smallest / 2 <= tick <= largest * 2])
+        axis.xaxis.set_major_formatter(
+            FuncFormatter(lambda value, position: "%g" % value))
+        axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_title(title)
         axis.set_xlabel("latency (ms, log scale)")
         axis.set_ylabel("fraction of samples")
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize="small", loc="lower right")
+        axis.legend(fontsize="small", loc="best")
     for axis in list(axes.flat)[len(to_draw):]:
         axis.set_visible(False)
     meta = document["meta"]

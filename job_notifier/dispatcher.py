@@ -23,6 +23,11 @@ QUEUE_WARNING_THRESHOLD = 1000
 
 _STOP = object()
 
+# One shared frozenset per set of events that waiters wait for, because a
+# frozenset takes over 200 bytes, a fifth of a waiter. Events are validated
+# first, so there are at most 16 sets: the subsets of the four events.
+_event_sets = {}
+
 
 class _CallbackQueue(object):
     """FIFO of messages for the callback thread.
@@ -165,7 +170,9 @@ class Dispatcher(object):
     # Waiters.
 
     def add_waiter(self, job_id, events):
-        waiter = Waiter(job_id, frozenset(events))
+        event_set = frozenset(events)
+        event_set = _event_sets.setdefault(event_set, event_set)
+        waiter = Waiter(job_id, event_set)
         with self._lock:
             if self._closed:
                 raise NotifierClosed(
