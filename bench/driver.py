@@ -23,7 +23,8 @@ import time
 from job_notifier._compat import text_type
 
 from . import report
-from .servers import REPOSITORY, Servers
+from .servers import Servers
+from .subprocesses import REPOSITORY, child_environment
 
 log = logging.getLogger("bench")
 
@@ -150,10 +151,7 @@ def run_interpreter(python, config, directory, index):
     output_path = os.path.join(directory, "result-%d.json" % index)
     with io.open(config_path, "w", encoding="utf-8") as handle:
         handle.write(text_type(json.dumps(config, indent=1)))
-    environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [REPOSITORY] + [path for path in [environment.get("PYTHONPATH")]
-                        if path])
+    environment = child_environment()
     log.info("measuring with %s", python)
     status = subprocess.call([python, "-m", "bench.measure", config_path,
                               output_path], cwd=REPOSITORY, env=environment)

@@ -26,31 +26,32 @@ LINE_STYLES = ("-", "--", ":", "-.")
 TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500)
 
 
-def panels(document):
-    """Return ``[(title, [(label, color, style, samples)])]`` to draw."""
-    runs = document["runs"]
-    result = []
-    for transport in TRANSPORT_ORDER:
-        lines = []
-        for index, run in enumerate(runs):
-            entry = run.get("latency", {}).get(transport) or {}
-            for path in ("raw", "callback", "wait_for"):
-                if entry.get(path) and entry[path].get("samples"):
-                    label, color = PATHS[path]
-                    lines.append(("%s, %s" % (label, run["label"]), color,
-                                  LINE_STYLES[index % len(LINE_STYLES)],
-                                  entry[path]["samples"]))
-        if lines:
-            result.append((TITLES[transport], lines))
+def _lines(runs, entry_of, paths):
+    """Return ``[(label, color, style, samples)]`` of ``paths`` in every run."""
     lines = []
     for index, run in enumerate(runs):
-        entry = run.get("rq") or {}
-        for path in ("wait_for_job", "latest_result", "polling"):
+        entry = entry_of(run) or {}
+        for path in paths:
             if entry.get(path) and entry[path].get("samples"):
                 label, color = PATHS[path]
                 lines.append(("%s, %s" % (label, run["label"]), color,
                               LINE_STYLES[index % len(LINE_STYLES)],
                               entry[path]["samples"]))
+    return lines
+
+
+def panels(document):
+    """Return ``[(title, [(label, color, style, samples)])]`` to draw."""
+    runs = document["runs"]
+    result = []
+    for transport in TRANSPORT_ORDER:
+        lines = _lines(runs,
+                       lambda run: run.get("latency", {}).get(transport),
+                       ("raw", "callback", "wait_for"))
+        if lines:
+            result.append((TITLES[transport], lines))
+    lines = _lines(runs, lambda run: run.get("rq"),
+                   ("wait_for_job", "latest_result", "polling"))
     if lines:
         result.append((TITLES["rq"], lines))
     return result

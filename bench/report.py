@@ -15,7 +15,7 @@ import sys
 
 from job_notifier._compat import text_type
 
-from .servers import REPOSITORY
+from .subprocesses import REPOSITORY
 
 log = logging.getLogger("bench")
 
@@ -114,6 +114,13 @@ def table(headers, rows):
     lines.extend(line(row) for row in cells[1:])
     lines.extend([border, ""])
     return lines
+
+
+def table_or_note(headers, rows):
+    """Return a table of ``rows``, or a line saying nothing was measured."""
+    if not rows:
+        return ["Not measured in this run.", ""]
+    return table(headers, rows)
 
 
 def milliseconds(value):
@@ -368,11 +375,8 @@ def rq_section(runs):
                              measured["lost"], milliseconds(measured["p50"]),
                              milliseconds(measured["p90"]),
                              milliseconds(measured["p99"])])
-    if rows:
-        lines += table(["Python", "Waiting", "n", "lost", "p50", "p90",
-                        "p99"], rows)
-    else:
-        lines += ["Not measured in this run.", ""]
+    lines += table_or_note(
+        ["Python", "Waiting", "n", "lost", "p50", "p90", "p99"], rows)
     return lines
 
 
@@ -398,11 +402,8 @@ def throughput_section(runs):
         rows.append([run["label"], "listener / raw", "", "", "",
                      "%.0f %%" % (entry["ratio"] * 100)
                      if entry["ratio"] is not None else "-"])
-    if rows:
-        lines += table(["Python", "Receiver", "sent", "received", "lost",
-                        "events/s"], rows)
-    else:
-        lines += ["Not measured in this run.", ""]
+    lines += table_or_note(
+        ["Python", "Receiver", "sent", "received", "lost", "events/s"], rows)
     return lines
 
 
@@ -433,12 +434,9 @@ def scale_section(runs):
                 "-" if entry["heap_per_waiter"] is None
                 else "%d B" % entry["heap_per_waiter"],
             ])
-    if rows:
-        lines += table(["Python", "threads", "connections", "wake p50",
-                        "blocked p50", "ratio", "idle CPU",
-                        "blocked idle CPU", "heap / waiter"], rows)
-    else:
-        lines += ["Not measured in this run.", ""]
+    lines += table_or_note(
+        ["Python", "threads", "connections", "wake p50", "blocked p50",
+         "ratio", "idle CPU", "blocked idle CPU", "heap / waiter"], rows)
     return lines
 
 
@@ -456,11 +454,8 @@ def sender_section(runs):
                          number(entry["notify"]), number(entry["raw"]),
                          "-" if entry["ratio"] is None
                          else "%.0f %%" % (entry["ratio"] * 100)])
-    if rows:
-        lines += table(["Python", "Transport", "notify()/s", "raw/s",
-                        "notify / raw"], rows)
-    else:
-        lines += ["Not measured in this run.", ""]
+    lines += table_or_note(
+        ["Python", "Transport", "notify()/s", "raw/s", "notify / raw"], rows)
     return lines
 
 

@@ -31,6 +31,7 @@ import time
 import uuid
 
 from .stats import summarize, wall_clock
+from .subprocesses import REPOSITORY, child_environment
 
 log = logging.getLogger("bench")
 
@@ -38,7 +39,6 @@ WORKER_CLASS = "job_notifier.contrib.rq.NotifyingWorker"
 JOB_FUNCTION = "bench.rq_jobs.sleep_then_report"
 POLL_INTERVAL = 0.1
 JOB_TIMEOUT = 30
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def unavailable_reason():
@@ -71,11 +71,8 @@ class WorkerProcess(object):
         self.process = None
 
     def start(self, connection):
-        environment = dict(os.environ)
+        environment = child_environment()
         environment.pop("JOB_NOTIFIER_URL", None)
-        environment["PYTHONPATH"] = os.pathsep.join(
-            [REPOSITORY] + [path for path in
-                            [environment.get("PYTHONPATH")] if path])
         command = [_rq_script(), "worker", "--url", self.url,
                    "--worker-class", WORKER_CLASS, "--name", self.name,
                    "--path", REPOSITORY, self.queue_name]

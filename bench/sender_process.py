@@ -12,7 +12,6 @@ processes share.
 
 from __future__ import absolute_import, print_function, unicode_literals
 
-import os
 import subprocess
 import sys
 import time
@@ -20,8 +19,7 @@ import time
 from job_notifier._compat import ensure_text
 
 from .raw import SENDERS
-
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .subprocesses import REPOSITORY, child_environment
 
 # The first line written once the sender is connected.
 READY = "ready"
@@ -77,15 +75,11 @@ class SenderProcess(object):
     """The receiving side's handle on a ``bench.sender_process``."""
 
     def __init__(self, mode, transport, url, channel):
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = os.pathsep.join(
-            [REPOSITORY] + [path for path in
-                            [environment.get("PYTHONPATH")] if path])
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.sender_process", mode, transport,
              url, channel],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPOSITORY,
-            env=environment)
+            env=child_environment())
         line = self._read_line()
         if line != READY:
             self.close()

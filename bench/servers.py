@@ -11,7 +11,8 @@ import os
 import subprocess
 import sys
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .subprocesses import REPOSITORY
+
 TESTS = os.path.join(REPOSITORY, "tests")
 
 log = logging.getLogger("bench")

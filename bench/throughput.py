@@ -10,29 +10,24 @@ batches is not flattered, and process start-up is not counted.
 from __future__ import absolute_import, division, unicode_literals
 
 import json
-import os
 import subprocess
 import sys
 import time
 
 from .raw import RedisReceiver
 from .stats import PipeSignal, wall_clock
+from .subprocesses import REPOSITORY, child_environment
 
 # How long the receiver waits for the next event before it counts the
 # rest as lost.
 IDLE_TIMEOUT = 10.0
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def start_flood(url, channel, count):
-    environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [REPOSITORY] + [path for path in
-                        [environment.get("PYTHONPATH")] if path])
     return subprocess.Popen(
         [sys.executable, "-m", "bench.flood", url, channel, str(count)],
-        cwd=REPOSITORY, env=environment, stdout=subprocess.PIPE)
+        cwd=REPOSITORY, env=child_environment(), stdout=subprocess.PIPE)
 
 
 def _finish(process):
