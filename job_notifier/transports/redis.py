@@ -12,6 +12,8 @@ from __future__ import absolute_import, unicode_literals
 import logging
 import time
 
+from six.moves.urllib.parse import urlsplit
+
 from .._compat import monotonic
 from ..exceptions import ConfigurationError, MissingDependencyError, TransportError
 from .base import Subscription, Transport, wait_readable
@@ -35,6 +37,20 @@ def _require_redis():
 # together. A cap keeps waiters and close() from waiting behind a flood
 # that never pauses; the rest stays buffered for the next receive().
 MAX_REPLIES_PER_RECEIVE = 100
+
+
+def _check_port(url):
+    """Raise ``ValueError`` for a port outside 1 to 65535 in ``url``.
+
+    Python 2.7's ``urlsplit()`` returns None for such a port, and redis-py
+    3.5 then connects to 6379, the default port.
+    """
+    host = urlsplit(url).netloc.rpartition("@")[2]
+    if "]" in host:
+        host = host.rpartition("]")[2]
+    port = host.rpartition(":")[2] if ":" in host else ""
+    if ":" in host and not (port.isdigit() and 0 < int(port) <= 65535):
+        raise ValueError("port %s is not a number from 1 to 65535" % port)
 
 
 class LivenessError(Exception):
@@ -77,13 +93,19 @@ class RedisTransport(Transport):
         return redact_url(self.url)
 
     def _make_client(self, **overrides):
-        options = {
-            "socket_connect_timeout": self.connect_timeout,
-            "socket_keepalive": True,
-        }
+        redis = _require_redis()
+        _check_port(self.url)
+        options = {}
+        if not self.url.lower().startswith("unix:"):
+            # redis-py's Unix socket connections reject both options.
+            options["socket_connect_timeout"] = self.connect_timeout
+            options["socket_keepalive"] = True
+        if int(redis.__version__.split(".")[0]) < 4:
+            # redis-py 3.5 leaves %XX escapes in the password without it.
+            options["decode_components"] = True
         options.update(self._redis_options)
         options.update(overrides)
-        return _require_redis().Redis.from_url(self.url, **options)
+        return redis.Redis.from_url(self.url, **options)
 
     def _sender(self):
         client = self._client
