@@ -16,7 +16,7 @@ from six.moves.urllib.parse import urlsplit
 
 from .._compat import monotonic
 from ..exceptions import ConfigurationError, MissingDependencyError, TransportError
-from .base import Subscription, Transport, wait_readable
+from .base import PingSchedule, Subscription, Transport, wait_readable
 
 log = logging.getLogger(__name__)
 
@@ -171,14 +171,13 @@ class _RedisSubscription(Subscription):
             socket_timeout=max(transport.ping_timeout, transport.connect_timeout))
         self._client = client
         self._pubsub = client.pubsub()
-        self._ping_sent_at = None
-        self._activity_unrecorded = False
         try:
             self._subscribe()
         except Exception:
             self.close()
             raise
-        self._last_activity = monotonic()
+        self._schedule = PingSchedule(transport.ping_interval,
+                                      transport.ping_timeout)
 
     def _subscribe(self):
         self._pubsub.subscribe(self._transport.channel)
@@ -213,17 +212,8 @@ class _RedisSubscription(Subscription):
             if message.get("type") == "message":
                 payloads.append(message["data"])
         if replies:
-            # The time is taken before the next select(), not here, so that
-            # delivery waits for no clock: Python 2.7's monotonic() is a
-            # ctypes call that took about 12 us on a cold cache (2-core VM).
-            self._activity_unrecorded = True
-            self._ping_sent_at = None
+            self._schedule.record_activity()
         return payloads
-
-    def _record_activity(self, now):
-        if self._activity_unrecorded:
-            self._last_activity = now
-            self._activity_unrecorded = False
 
     def receive(self, timeout, wake_fd):
         payloads = self._drain()
@@ -234,7 +224,7 @@ class _RedisSubscription(Subscription):
         pending = getattr(sock, "pending", None)
         if pending is not None and pending():
             return self._drain()
-        wait = min(timeout, self._seconds_until_liveness_action())
+        wait = min(timeout, self._schedule.seconds_until_action())
         readable = wait_readable([sock, wake_fd], max(wait, 0))
         if sock in readable:
             # One reply is enough to return: the usual wake-up brings one
@@ -249,24 +239,14 @@ class _RedisSubscription(Subscription):
         self._check_liveness()
         return []
 
-    def _seconds_until_liveness_action(self):
-        now = monotonic()
-        self._record_activity(now)
-        if self._ping_sent_at is not None:
-            return self._ping_sent_at + self._transport.ping_timeout - now
-        return self._last_activity + self._transport.ping_interval - now
-
     def _check_liveness(self):
-        now = monotonic()
-        self._record_activity(now)
-        if self._ping_sent_at is not None:
-            if now - self._ping_sent_at >= self._transport.ping_timeout:
-                raise LivenessError(
-                    "no reply to PING within %.1f seconds"
-                    % self._transport.ping_timeout)
-        elif now - self._last_activity >= self._transport.ping_interval:
+        if self._schedule.reply_overdue():
+            raise LivenessError(
+                "no reply to PING within %.1f seconds"
+                % self._transport.ping_timeout)
+        if self._schedule.ping_due():
             self._pubsub.ping()
-            self._ping_sent_at = now
+            self._schedule.record_ping()
 
     def close(self):
         pubsub, self._pubsub = self._pubsub, None
