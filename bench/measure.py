@@ -94,7 +94,7 @@ class Measurements(object):
             if reason is None:
                 self.transports.append(transport)
             else:
-                self.skip("latency %s" % transport, reason)
+                self.skip("%s transport" % transport, reason)
 
     def skip(self, name, reason):
         self.result["skipped"][name] = reason

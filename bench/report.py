@@ -171,7 +171,7 @@ def rq_targets(run):
     else:
         results.append(("-", None))
     if waited and polled:
-        results.append(("%.0f x" % (polled["p50"] / waited["p50"]),
+        results.append(("%.1f x" % (polled["p50"] / waited["p50"]),
                         polled["p50"] >= RQ_POLLING_FACTOR * waited["p50"]))
     else:
         results.append(("-", None))
