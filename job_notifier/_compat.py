@@ -169,6 +169,10 @@ class Wakeup(object):
                     return False
             return self._state == self._SET
         if not PY2:
+            if timeout is not None and timeout >= threading.TIMEOUT_MAX:
+                # Lock.acquire() raises OverflowError past TIMEOUT_MAX
+                # (about 292 years on Linux), so such a wait has no limit.
+                timeout = None
             if timeout is None:
                 acquired = self._lock.acquire()
             else:

@@ -206,7 +206,7 @@ class Notifier(object):
         Raise ``WaitTimeout`` when the timeout passes and ``NotifierClosed``
         when the notifier is closed during the wait.
         """
-        job_id, events = self._prepare_wait(job_id, events, timeout)
+        job_id, events = self._prepare_wait(job_id, events, timeout, check)
         self._ensure_listener()
         waiter = self._dispatcher.add_waiter(job_id, events)
         try:
@@ -227,13 +227,21 @@ class Notifier(object):
                 start_the_job()
                 event = watch.wait(timeout=30)
         """
-        job_id, events = self._prepare_wait(job_id, events, None)
+        job_id, events = self._prepare_wait(job_id, events, None, check)
         return Watch(self, job_id, events, check, subscribe_timeout)
 
-    def _prepare_wait(self, job_id, events, timeout):
+    def _prepare_wait(self, job_id, events, timeout, check):
         job_id = normalize_job_id(job_id)
         if isinstance(events, (text_type, str)):
             events = (events,)
+        if not isinstance(events, (tuple, list, set, frozenset)):
+            raise ConfigurationError(
+                "invalid events %s: pass a tuple of event names such as "
+                "('finished', 'failed')" % (quote(events),))
+        if check is not None and not callable(check):
+            raise ConfigurationError(
+                "check %s is not callable: pass a function that takes the "
+                "job id and returns an event name or None" % (quote(check),))
         events = tuple(validate_event(event) for event in events)
         if not events:
             raise ConfigurationError(

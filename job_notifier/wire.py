@@ -58,7 +58,14 @@ def normalize_job_id(job_id):
         raise ConfigurationError(
             "invalid job id %s: use a string or an integer" % (quote(job_id),))
     if isinstance(job_id, integer_types):
-        text = text_type(job_id)
+        try:
+            text = text_type(job_id)
+        except ValueError:
+            # Python 3.11 and later raise ValueError formatting ints of over 4300
+            # digits by default.
+            raise ConfigurationError(
+                "invalid job id: an integer of over 4300 digits; the maximum "
+                "is %d characters" % MAX_JOB_ID_LENGTH)
     elif isinstance(job_id, binary_type):
         try:
             text = job_id.decode("utf-8")
@@ -98,10 +105,10 @@ def encode(job_id, event, extras=None):
     every other id is sent as a string.
     """
     event = validate_event(event)
+    # Validated in both cases, so an id that receivers drop is never sent.
+    wire_id = normalize_job_id(job_id)
     if isinstance(job_id, integer_types) and not isinstance(job_id, bool):
         wire_id = job_id
-    else:
-        wire_id = normalize_job_id(job_id)
     message = [wire_id, event]
     if extras:
         if not isinstance(extras, dict):
