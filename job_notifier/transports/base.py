@@ -91,10 +91,10 @@ class PingSchedule(object):
     def record_activity(self):
         """Note that the server sent something, a reply included.
 
-        The time is read by the next method that needs it, so a listener
-        reads no clock between receiving an event and delivering it:
-        Python 2.7's monotonic() is a ctypes call that took about 12 us on
-        a cold cache (2-core VM).
+        The time is read by the next method that needs it. So a listener
+        reads no clock between receiving an event and delivering it, which
+        matters on Python 2.7, where monotonic() is a ctypes call that took
+        about 12 us on a cold cache (2-core VM).
         """
         self._activity_unrecorded = True
         self.ping_sent_at = None
