@@ -61,8 +61,8 @@ def normalize_job_id(job_id):
         try:
             text = text_type(job_id)
         except ValueError:
-            # Python 3.11 and later raise ValueError formatting ints of over 4300
-            # digits by default.
+            # By default Python 3.11 and later raise ValueError when they
+            # format an int of over 4300 digits.
             raise ConfigurationError(
                 "invalid job id: an integer of over 4300 digits; the maximum "
                 "is %d characters" % MAX_JOB_ID_LENGTH)

@@ -15,7 +15,7 @@ import pytest
 
 from behaviour import DELIVERY_TIMEOUT, NotifierBehaviour, Recorder
 from job_notifier import (ConfigurationError, MessageTooLarge, Notifier,
-                          NotifierError)
+                          NotifierError, TransportError)
 from job_notifier.transports.postgres import (MAX_PAYLOAD_BYTES,
                                               PostgresTransport)
 
@@ -217,6 +217,34 @@ def test_channel_with_quotes_and_capitals(postgres_server):
     finally:
         notifier.close()
         sender.close()
+
+
+@pytest.mark.parametrize("channel", ["jöbs_ü", "канал"])
+def test_non_ascii_channel_delivers(postgres_server, channel):
+    notifier = Notifier.from_url(postgres_server.url, channel=channel)
+    sender = Notifier.from_url(postgres_server.url, channel=channel)
+    try:
+        on_finished = notifier.on("finished", Recorder())
+        notifier.start(timeout=5)
+        sender.notify("jöb-€", "finished")
+        assert on_finished.wait_for_calls(1) == [(notifier, "jöb-€")]
+    finally:
+        notifier.close()
+        sender.close()
+
+
+def test_missing_database_names_the_fix(postgres_server):
+    url = postgres_server.url.rsplit("/", 1)[0] + "/no_such_database"
+    notifier = Notifier.from_url(url)
+    try:
+        with pytest.raises(TransportError) as raised:
+            notifier.notify(1, "finished")
+        message = str(raised.value)
+        assert '"no_such_database" does not exist' in message
+        assert "URL's database" in message
+        assert "\n" not in message
+    finally:
+        notifier.close()
 
 
 @pytest.mark.parametrize("channel", ["a" * 64, "é" * 32, "bad\x00name"])

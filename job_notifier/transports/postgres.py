@@ -306,10 +306,13 @@ class PostgresTransport(Transport):
                     # can deliver a notification twice if only the reply
                     # was lost.
                     if not reused or attempt > 1:
+                        # libpq ends its messages with a newline.
                         raise TransportError(
                             "pg_notify on %s failed after %d attempts: %s; "
-                            "check that the PostgreSQL server is running"
-                            % (self.describe(), attempt, exc))
+                            "check that the PostgreSQL server is running "
+                            "and the URL's database, user and password"
+                            % (self.describe(), attempt,
+                               ("%s" % exc).strip()))
                     log.warning("Transport %s: pg_notify failed on a reused "
                                 "connection (%s); retrying on a new one",
                                 self.describe(), exc)
@@ -372,7 +375,9 @@ class _PostgresSubscription(Subscription):
         try:
             self._connection = transport.connect("listener", deadline)
             self._cursor = self._connection.cursor()
-            listen = psycopg2.sql.SQL("LISTEN {}").format(
+            # A native str: on Python 2.7 a unicode SQL string cannot be
+            # joined with the UTF-8 bytes of a non-ASCII identifier.
+            listen = psycopg2.sql.SQL(str("LISTEN {}")).format(
                 psycopg2.sql.Identifier(transport.channel))
             _run_query(self._connection, self._cursor, listen, None, deadline,
                        "LISTEN")
