@@ -110,10 +110,11 @@ def encode(job_id, event, extras=None):
     if isinstance(job_id, integer_types) and not isinstance(job_id, bool):
         wire_id = job_id
     message = [wire_id, event]
+    if extras is not None and not isinstance(extras, dict):
+        raise ConfigurationError(
+            "invalid extras %r: pass a dict of JSON values, or None"
+            % (extras,))
     if extras:
-        if not isinstance(extras, dict):
-            raise ConfigurationError(
-                "invalid extras %r: pass a dict of JSON values" % (extras,))
         message.append(extras)
     try:
         return json.dumps(message, separators=(",", ":"), ensure_ascii=False,

@@ -60,3 +60,18 @@ def test_oversized_integer_job_id_is_rejected(digits):
             notifier.wait_for(10 ** digits, timeout=0)
     finally:
         notifier.close()
+
+
+def test_extras_that_are_not_a_dict_raise():
+    """Only a dict or None is accepted as extras, even when it is empty."""
+    from job_notifier import ConfigurationError, Notifier
+    notifier = Notifier.from_url("memory://extras-check")
+    try:
+        for extras in ([], 0, "", (), "error"):
+            with pytest.raises(ConfigurationError) as raised:
+                notifier.notify(1, "failed", extras=extras)
+            assert "dict" in str(raised.value)
+        notifier.notify(1, "failed", extras={})
+        notifier.notify(1, "failed", extras=None)
+    finally:
+        notifier.close()
