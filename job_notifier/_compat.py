@@ -107,12 +107,12 @@ def nonblocking_pipe():
 class Wakeup(object):
     """One-shot signal that one thread waits on and another sets.
 
-    A fresh ``threading.Lock`` is acquired at construction; ``set()``
+    A fresh ``threading.Lock`` is acquired at construction. ``set()``
     releases it and ``wait()`` acquires it again. On Python 3,
     ``Lock.acquire(timeout=...)`` blocks in the kernel. Python 2.7's timed
     waits on ``threading`` primitives poll with sleeps of up to 50 ms, which
-    would add that much latency to every wake-up, so on Python 2.7 the
-    waiter blocks without a timeout and a shared timer thread releases the
+    would add that much latency to every wake-up. So on Python 2.7 the
+    waiter blocks without a timeout, and a shared timer thread releases the
     lock when the deadline passes.
     """
 
@@ -218,9 +218,9 @@ def _wait_python2(wakeup, timeout):
 class _DeadlineTimer(object):
     """Thread that expires ``Wakeup`` objects at their deadlines (Python 2.7).
 
-    It sleeps in ``select()`` on a pipe, which is exact on Python 2.7,
-    unlike ``Condition.wait(timeout)``; a new earlier deadline writes a
-    byte to the pipe to wake it.
+    It sleeps in ``select()`` on a pipe, because that timeout is exact on
+    Python 2.7 and ``Condition.wait(timeout)`` is not. A new earlier
+    deadline writes a byte to the pipe to wake it.
     """
 
     def __init__(self):

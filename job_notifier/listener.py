@@ -35,7 +35,7 @@ class Listener(object):
 
     The thread never ends on an error while the notifier is open: it logs
     the error, closes the broken subscription, waits according to
-    ``backoff``, subscribes again and asks the dispatcher to re-check every
+    ``backoff``, subscribes again and has the dispatcher re-check every
     pending waiter.
     """
 

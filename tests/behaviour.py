@@ -315,6 +315,24 @@ class NotifierBehaviour(object):
         with pytest.raises(NotifierClosed):
             notifier.notify(1, "finished")
 
+    def test_close_stops_threads_within_a_second(self, url, channel):
+        before = set(threading.enumerate())
+        notifier = Notifier.from_url(url, channel=channel, **self.options)
+        notifier.on("finished", lambda notifier, job_id: None)
+        notifier.start()
+        notifier.notify(1, "finished")
+        time.sleep(0.1)
+
+        started = time.time()
+        notifier.close()
+
+        assert time.time() - started < 1.0
+        leftover = [thread for thread in threading.enumerate()
+                    if thread not in before
+                    and thread.name.startswith("job-notifier")
+                    and thread.name != "job-notifier-deadlines"]
+        assert leftover == []
+
     def test_invalid_input_raises_clear_errors(self, notifier):
         with pytest.raises(ConfigurationError) as raised:
             notifier.notify(1, "exploded")

@@ -30,22 +30,6 @@ class TestRedisUnixSocket(object):
         notifier.close()
 
 
-def test_close_stops_threads_within_a_second(redis_server):
-    before = set(threading.enumerate())
-    notifier = Notifier.from_url(redis_server.url, channel="close")
-    notifier.on("finished", lambda notifier, job_id: None)
-    notifier.start()
-    notifier.notify(1, "finished")
-    time.sleep(0.1)
-    started = time.time()
-    notifier.close()
-    assert time.time() - started < 1.0
-    leftover = [thread for thread in threading.enumerate()
-                if thread not in before and thread.name.startswith("job-notifier")
-                and thread.name != "job-notifier-deadlines"]
-    assert leftover == []
-
-
 def test_notify_after_restart_is_not_lost(fresh_redis_server):
     """A stale pooled sender connection is replaced, not reported as sent."""
     server = fresh_redis_server

@@ -54,7 +54,7 @@ def _check_port(url):
 
 
 class LivenessError(Exception):
-    """The server did not answer PING in time."""
+    """The server did not reply to PING in time."""
 
 
 class RedisTransport(Transport):
